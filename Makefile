@@ -1,0 +1,54 @@
+# The two commands a new user runs (see README): `make demo` and `make test`.
+# Each creates .venv and installs what is missing on first use, then runs.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pianocorpus-installed
+DEMO_DIR ?= demo
+# torch is pinned to builds that run on the CPU and, where CUDA exists, on the GPU;
+# torchaudio (transkun needs only its mel filterbank) goes in beside it without deps.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+NO_DEPS ?= torchaudio==2.11.0 basic-pitch==0.4.0 transkun==2.0.1
+APT_PACKAGES := fluidsynth fluid-soundfont-gm
+
+.PHONY: demo test env system-deps clean
+
+demo: env system-deps
+	$(BIN)/pianocorpus synth $(DEMO_DIR)/videos --n 2 --seconds 10 --seed 3
+
+test: env system-deps
+	$(BIN)/python -m pytest -q tests
+
+env: $(STAMP)
+
+# basic-pitch declares tensorflow (which we do not use: it runs its bundled ONNX model)
+# and transkun declares training-only packages, so both go in with --no-deps; what they
+# really need at run time is in pyproject.toml.
+$(STAMP): pyproject.toml Makefile
+	@echo "== setting up $(VENV) (first run only: a few minutes)"
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "pianocorpus needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(NO_DEPS)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+# FluidSynth + a GM piano soundfont make the synthetic videos' audio a real piano.
+# Installed when missing and we are root with apt-get; otherwise pretty_midi's
+# synthesizer is used and this says so.
+system-deps:
+	@if command -v fluidsynth >/dev/null 2>&1 && [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "== installing $(APT_PACKAGES) (apt-get)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq $(APT_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null && apt-get install -y -qq $(APT_PACKAGES) >/dev/null; } || \
+	  echo "note: could not install $(APT_PACKAGES); synthetic audio falls back to pretty_midi"; \
+	else \
+	  echo "note: FluidSynth not found; synthetic audio uses pretty_midi's synthesizer" \
+	       "(sudo apt-get install $(APT_PACKAGES) for a real piano sound)"; \
+	fi
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

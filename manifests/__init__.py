@@ -1,0 +1,1 @@
+"""Shipped manifests (PianoYT, Audeo, demo) as data, their schema, loader and validator."""
