@@ -15,7 +15,7 @@ APT_PACKAGES := fluidsynth fluid-soundfont-gm
 .PHONY: demo test env system-deps clean
 
 demo: env system-deps
-	$(BIN)/pianocorpus synth $(DEMO_DIR)/videos --n 2 --seconds 10 --seed 3
+	$(BIN)/pianocorpus fetch manifests/demo.csv --cache $(DEMO_DIR)/cache
 
 test: env system-deps
 	$(BIN)/python -m pytest -q tests

@@ -44,10 +44,125 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_manifest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("manifest", help="check manifests, import the official PianoYT list")
+    msub = p.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
+    check = msub.add_parser("check", help="validate manifests; print every bad row as FILE:LINE: column: problem")
+    check.add_argument("files", nargs="+", metavar="FILE", help="CSV, TSV, JSONL or Parquet (or a shipped name: demo, audeo, pianoyt)")
+    check.set_defaults(run=_run_manifest_check)
+    imp = msub.add_parser("import-pianoyt", help="merge the official pianoyt.csv (Oxford VGG page) into the PianoYT manifest")
+    imp.add_argument("official_csv", type=Path, metavar="CSV")
+    imp.add_argument("--out", type=Path, default=Path("pianoyt.csv"), help="where to write (default ./pianoyt.csv)")
+    imp.set_defaults(run=_run_import_pianoyt)
+
+
+def _run_manifest_check(args: argparse.Namespace) -> int:
+    from manifests.loader import load_manifest
+    from manifests.schema import ManifestError
+
+    failed = 0
+    for file in args.files:
+        try:
+            manifest = load_manifest(file)
+        except ManifestError as error:
+            failed += 1
+            print("\n".join(error.problems))
+            continue
+        splits = {}
+        for row in manifest:
+            splits[row.split] = splits.get(row.split, 0) + 1
+        no_url = sum(row.url is None for row in manifest)
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(splits.items()))
+        print(f"{manifest.path}: ok, {len(manifest)} videos ({detail})" + (f"; {no_url} without URL" if no_url else ""))
+    return 1 if failed else 0
+
+
+def _run_import_pianoyt(args: argparse.Namespace) -> int:
+    from manifests.loader import load_manifest
+    from manifests.shipped import import_pianoyt
+
+    n = import_pianoyt(args.official_csv, args.out)
+    load_manifest(args.out)  # the result must validate
+    print(f"wrote {n} PianoYT rows to {args.out}")
+    return 0
+
+
+def _add_fetch(sub: argparse._SubParsersAction) -> None:
+    from curation.fetch import DEFAULT_FORMAT
+
+    p = sub.add_parser("fetch", help="download a manifest's videos into a cache with yt-dlp",
+                       description="Download every video of MANIFEST into --cache (one yt-dlp call per video); "
+                                   "writes CACHE/fetch.parquet with each row's status and error class.")
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("--cache", type=Path, required=True, metavar="DIR")
+    p.add_argument("--retry-failed", action="store_true", help="retry rows that failed in an earlier run")
+    p.add_argument("--format", default=DEFAULT_FORMAT, help="yt-dlp format (default: smallest >= 720p with audio)")
+    p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer videos (class too_long)")
+    p.add_argument("--max-filesize", metavar="SIZE", help="refuse larger files, e.g. 500M (class too_large)")
+    p.add_argument("--concurrency", type=int, default=2, help="videos at once (default 2)")
+    p.add_argument("--retries", type=int, default=3, help="extra attempts for rate_limited/network (default 3)")
+    p.add_argument("--backoff", type=float, default=5.0, metavar="SECONDS", help="first retry wait, doubling (default 5)")
+    p.add_argument("--socket-timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--sleep", type=float, default=0.0, metavar="SECONDS", help="yt-dlp's sleep before each download")
+    p.add_argument("--rate-limit", metavar="RATE", help="bytes/s, e.g. 2M")
+    p.add_argument("--proxy", metavar="URL")
+    p.add_argument("--cookies", type=Path, metavar="FILE", help="Netscape cookies file (YouTube sign-in checks)")
+    p.add_argument("--cookies-from-browser", metavar="BROWSER")
+    p.add_argument("--ytdlp-option", action="append", default=[], metavar="KEY=JSON",
+                   help="any other yt-dlp option, e.g. --ytdlp-option 'geo_bypass=true' (repeatable)")
+    p.set_defaults(run=_run_fetch)
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    import json
+
+    from curation.fetch import FetchOptions, fetch_manifest
+    from manifests.loader import load_manifest
+    from yt_dlp.utils import parse_bytes
+
+    manifest = load_manifest(args.manifest)
+    extra = {}
+    for item in args.ytdlp_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--ytdlp-option {item!r}: expected KEY=JSON")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[key] = value
+    max_filesize = None
+    if args.max_filesize:
+        max_filesize = parse_bytes(args.max_filesize)
+        if max_filesize is None:
+            raise ValueError(f"--max-filesize {args.max_filesize!r}: not a size (e.g. 500M)")
+    options = FetchOptions(cache=args.cache, format=args.format, max_duration_s=args.max_duration,
+                           max_filesize=max_filesize, retries=args.retries, backoff_s=args.backoff,
+                           socket_timeout_s=args.socket_timeout, concurrency=args.concurrency, sleep_s=args.sleep,
+                           rate_limit=args.rate_limit, proxy=args.proxy, cookies=args.cookies,
+                           cookies_from_browser=args.cookies_from_browser, ytdlp=extra)
+    counts: dict[str, int] = {}
+    with tqdm(total=len(manifest), desc="fetch", unit="video") as bar:
+        def done(record):
+            key = record.status if record.status != "failed" else f"failed:{record.error_class}"
+            counts[key] = counts.get(key, 0) + 1
+            bar.update(1)
+            bar.set_postfix(ok=counts.get("ok", 0), failed=sum(v for k, v in counts.items() if k.startswith("failed")))
+
+        records = fetch_manifest(manifest, options, retry_failed=args.retry_failed, on_done=done)
+    for record in records:
+        if record.status != "ok":
+            print(f"{record.video_id}: {record.status} ({record.error_class}): {record.error}", file=sys.stderr)
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    print(f"{args.cache / 'fetch.parquet'}: {summary}")
+    return 0 if all(r.status != "failed" for r in records) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pianocorpus", description="Clean, sharded, labelled corpora from top-view piano videos.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
+    _add_manifest(sub)
+    _add_fetch(sub)
     return parser
 
 
@@ -56,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, RuntimeError, OSError) as error:
+    except (ValueError, RuntimeError, OSError) as error:  # ManifestError is a ValueError
         print(f"pianocorpus {args.command}: error: {error}", file=sys.stderr)
         return 2
 

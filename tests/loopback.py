@@ -1,0 +1,71 @@
+"""A media server on 127.0.0.1 for fetch tests: good files and error routes, with hit counts.
+
+Routes (any name after the route prefix):
+    /video/NAME      the file registered as NAME (200)
+    /missing/NAME    404
+    /flaky429/NAME   429 on the first request for that path, then the file
+    /cut/NAME        headers for the whole file, then the connection closes a third in
+    /stall/NAME      headers, then nothing for `stall_s` seconds
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+
+class MediaServer:
+    def __init__(self, files: dict[str, Path], stall_s: float = 4.0):
+        self.files = {name: path.read_bytes() for name, path in files.items()}
+        self.hits: Counter[str] = Counter()
+        self.stall_s = stall_s
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.hits[self.path] += 1
+                route, _, name = self.path.strip("/").partition("/")
+                body = server.files.get(name)
+                if route == "missing" or body is None:
+                    self.send_error(404)
+                elif route == "flaky429" and server.hits[self.path] == 1:
+                    self.send_error(429)
+                elif route == "cut":
+                    self._headers(len(body))
+                    self.wfile.write(body[: len(body) // 3])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                elif route == "stall":
+                    self._headers(len(body))
+                    time.sleep(server.stall_s)
+                else:
+                    self._headers(len(body))
+                    self.wfile.write(body)
+
+            def _headers(self, length: int) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, route: str, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{route}/{name}"
+
+    def __enter__(self) -> "MediaServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
