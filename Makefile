@@ -52,3 +52,10 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+
+.PHONY: bench-label-quality bench-label-speed
+bench-label-quality: env system-deps
+	PYTHONPATH=. $(BIN)/python benchmarks/label_quality.py
+
+bench-label-speed: env system-deps
+	PYTHONPATH=. $(BIN)/python benchmarks/label_speed.py

@@ -115,7 +115,7 @@ def compose_performance(segments: list[Segment], fps: int, rng: np.random.Genera
             if rng.random() < 0.85:
                 melody = int(np.clip(melody + rng.integers(-5, 6), 55, 105))
                 add(right, melody, t, t + beat * rng.choice([0.5, 0.9, 1.4, 1.9]), end)
-            if rng.random() < 0.12:  # the keyboard's ends get played too
+            if rng.random() < 0.03:  # the keyboard's ends get played too (rarely, as in real music)
                 add(right if rng.random() < 0.5 else left, int(rng.choice([21, 22, 23, 106, 107, 108])), t, t + beat, end)
             if int(round((t - start) / beat)) % 2 == 0 and rng.random() < 0.8:
                 bass = int(np.clip(bass + rng.integers(-4, 5), 24, 52))
@@ -143,6 +143,18 @@ def hand_poses(midi: pretty_midi.PrettyMIDI, n_frames: int, fps: int) -> list[li
             frame_poses.append(HandPose(centre=centres[name], pressed=keys))
         poses.append(frame_poses)
     return poses
+
+
+def performance_audio(seed: int, seconds: float, sample_rate: int = 44100, fps: int = 25,
+                      backend: str = "auto") -> tuple[np.ndarray, list[pretty_midi.Note], dict]:
+    """Audio and notes of a synthetic performance without the video (for label benchmarks)."""
+    rng = np.random.default_rng(seed)
+    n_frames = int(round(seconds * fps))
+    segments = [Segment("play", 0, n_frames)]
+    midi = compose_performance(segments, fps, rng)
+    audio, source = synthesize(midi, seconds, sample_rate, backend)
+    notes = sorted((n for inst in midi.instruments for n in inst.notes), key=lambda n: (n.start, n.pitch))
+    return audio, notes, source
 
 
 def _write_mp4(path: Path, frames, n_frames: int, fps: int, audio: np.ndarray, sample_rate: int, crf: int) -> None:

@@ -1,15 +1,27 @@
 """Note events -> piano rolls at video frame times.
 
 Convention (used by the synthetic renderer and the labels alike): frame k covers the
-interval [k/fps, (k+1)/fps) and its time `t` is the centre (k+0.5)/fps. A note sounding
-over [onset, offset) sets `frame_roll` in every frame whose interval it overlaps, so a
-note from 1.00 s to 1.50 s at 25 fps sets frames 25..37 and a note shorter than a frame
-still sets the frame it falls in.
+interval [k/fps, (k+1)/fps) and its time `t` is the centre (k+0.5)/fps. For a note
+sounding over [onset, offset):
+- `frame_roll` is set in every frame whose interval the note overlaps, so a note from
+  1.00 s to 1.50 s at 25 fps sets frames 25..37, and a note shorter than a frame still
+  sets the frame it falls in (two, if it straddles a boundary);
+- `onset_roll` is set in the frame containing the onset (an onset exactly on a frame
+  boundary belongs to the frame that starts there): frame 25 above;
+- `offset_roll` is set in the last frame the note sounds in: frame 37 above;
+- `velocity` holds the note's MIDI velocity in every frame the note sounds (the later
+  note wins where two overlap), 0 elsewhere.
+Index 0 of the 88 keys is MIDI 21 (A0), index 87 is MIDI 108 (C8).
+
+Sustain pedal: off by default (as the Audeo labels); with `sustain_pedal=True`, a note
+released while the pedal is down sounds until the pedal is lifted or the same key is
+struck again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,11 +39,57 @@ def note_frame_span(onset: float, offset: float, fps: float) -> tuple[int, int]:
 
 def frame_roll(notes: Iterable, n_frames: int, fps: float) -> np.ndarray:
     """(n_frames, 88) bool: key sounding in the frame. `notes` have .start .end .pitch."""
-    roll = np.zeros((n_frames, N_KEYS), bool)
-    for note in notes:
+    return rolls_for_frames(notes, n_frames, fps).frame
+
+
+@dataclass(frozen=True)
+class Rolls:
+    frame: np.ndarray  # (n_frames, 88) bool
+    onset: np.ndarray  # (n_frames, 88) bool
+    offset: np.ndarray  # (n_frames, 88) bool
+    velocity: np.ndarray  # (n_frames, 88) uint8
+
+
+def rolls_for_frames(notes: Iterable, n_frames: int, fps: float) -> Rolls:
+    """All four rolls under the convention above; notes outside A0..C8 are ignored."""
+    shape = (n_frames, N_KEYS)
+    frame, onset, offset = np.zeros(shape, bool), np.zeros(shape, bool), np.zeros(shape, bool)
+    velocity = np.zeros(shape, np.uint8)
+    for note in sorted(notes, key=lambda n: n.start):
         key = int(note.pitch) - LOWEST_MIDI
         if not 0 <= key < N_KEYS:
             continue
         first, stop = note_frame_span(note.start, note.end, fps)
-        roll[max(first, 0):max(min(stop, n_frames), 0), key] = True
-    return roll
+        a, b = max(first, 0), min(stop, n_frames)
+        if a >= b:
+            continue
+        frame[a:b, key] = True
+        velocity[a:b, key] = int(np.clip(getattr(note, "velocity", 0), 0, 127))
+        if first >= 0:
+            onset[first, key] = True
+        if stop <= n_frames:
+            offset[stop - 1, key] = True
+    return Rolls(frame, onset, offset, velocity)
+
+
+def apply_sustain(notes: list, pedal: list[tuple[float, float]]) -> list:
+    """Notes lengthened by the sustain pedal: a release while the pedal is down waits
+    for the pedal to lift, or for the same key's next onset, whichever comes first."""
+    from labeling.events import NoteEvent
+
+    by_pitch: dict[int, list] = {}
+    for note in sorted(notes, key=lambda n: n.start):
+        by_pitch.setdefault(int(note.pitch), []).append(note)
+    result = []
+    for same_key in by_pitch.values():
+        for i, note in enumerate(same_key):
+            end = note.end
+            for down, up in pedal:
+                if down <= end < up:
+                    end = up
+                    break
+            if i + 1 < len(same_key):
+                end = min(end, same_key[i + 1].start)
+            end = max(end, note.start + 1e-3)  # a re-strike at the same instant keeps a sliver
+            result.append(NoteEvent(note.start, end, int(note.pitch), int(getattr(note, "velocity", 64))))
+    return sorted(result, key=lambda n: (n.onset, n.pitch))

@@ -157,12 +157,78 @@ def _run_fetch(args: argparse.Namespace) -> int:
     return 0 if all(r.status != "failed" for r in records) else 1
 
 
+def _add_transcribe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("transcribe", help="transcribe an audio file or a video's audio track to MIDI and rolls",
+                       description="Transcribe MEDIA (audio, or a video's audio track) with a labeler; write MIDI "
+                                   "and optionally the frame/onset/offset/velocity rolls at --fps.")
+    p.add_argument("media", type=Path, metavar="MEDIA")
+    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"],
+                   help="auto: transkun when a GPU is visible, basic-pitch otherwise (default)")
+    p.add_argument("--midi", type=Path, required=True, metavar="OUT.mid")
+    p.add_argument("--rolls", type=Path, metavar="OUT.npz", help="also write the rolls (88 keys, index 0 = A0)")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate of the rolls (default 25)")
+    p.add_argument("--sustain-pedal", action="store_true", help="lengthen notes held by the sustain pedal (transkun)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="labeler parameter, e.g. --param onset_threshold=0.5 (repeatable)")
+    p.set_defaults(run=_run_transcribe)
+
+
+def _parse_params(items: list[str]) -> dict:
+    import json
+
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _run_transcribe(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from curation.audio import load_audio
+    from labeling.midi import write_midi
+    from labeling.rolls import apply_sustain, rolls_for_frames
+    from labeling.transcribers import label_spec, label_version, make_transcriber
+
+    if not args.media.is_file():
+        raise ValueError(f"{args.media}: no such file")
+    audio, rate = load_audio(args.media)
+    started = time.perf_counter()
+    transcriber = make_transcriber(args.labeler, **_parse_params(args.param))
+    result = transcriber.transcribe(audio, rate)
+    notes = apply_sustain(result.notes, result.pedal) if args.sustain_pedal else result.notes
+    elapsed = time.perf_counter() - started
+    write_midi(notes, args.midi, result.pedal)
+    spec = label_spec(transcriber, args.fps, args.sustain_pedal)
+    version = label_version(spec)
+    if args.rolls:
+        n_frames = int(round(len(audio) / rate * args.fps))
+        rolls = rolls_for_frames(notes, n_frames, args.fps)
+        args.rolls.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(args.rolls, frame_roll=rolls.frame, onset_roll=rolls.onset, offset_roll=rolls.offset,
+                            velocity=rolls.velocity, fps=args.fps, label_version=version,
+                            label_spec=json.dumps({**spec, "label_version": version}))
+    print(f"{args.media}: {len(notes)} notes from {len(audio) / rate:.1f} s of audio with {transcriber.name} "
+          f"on {transcriber.device} in {elapsed:.1f} s (label version {version}) -> {args.midi}"
+          + (f", {args.rolls}" if args.rolls else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pianocorpus", description="Clean, sharded, labelled corpora from top-view piano videos.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_manifest(sub)
     _add_fetch(sub)
+    _add_transcribe(sub)
     return parser
 
 

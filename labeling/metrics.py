@@ -1,0 +1,38 @@
+"""Label quality metrics: note onsets (mir_eval) and frame-level scores over rolls."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _intervals_pitches(notes) -> tuple[np.ndarray, np.ndarray]:
+    intervals = np.array([[n.start, n.end] for n in notes], float).reshape(-1, 2)
+    hz = np.array([440.0 * 2 ** ((n.pitch - 69) / 12) for n in notes], float)
+    return intervals, hz
+
+
+def onset_scores(reference, estimate, tolerance_s: float = 0.05) -> dict:
+    """Note-onset precision/recall/F1 (mir_eval: onset within 50 ms, pitch within 50 cents)."""
+    import mir_eval
+
+    ref_i, ref_p = _intervals_pitches(reference)
+    est_i, est_p = _intervals_pitches(estimate)
+    if len(ref_i) == 0 or len(est_i) == 0:
+        hit = float(len(ref_i) == len(est_i))
+        return {"precision": hit, "recall": hit, "f1": hit}
+    p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+        ref_i, ref_p, est_i, est_p, onset_tolerance=tolerance_s, offset_ratio=None)
+    return {"precision": float(p), "recall": float(r), "f1": float(f)}
+
+
+def frame_scores(reference: np.ndarray, estimate: np.ndarray) -> dict:
+    """TP/FP/FN summed over all frames and keys (as mir_eval.multipitch), with F1."""
+    reference, estimate = np.asarray(reference, bool), np.asarray(estimate, bool)
+    tp = int((reference & estimate).sum())
+    fp = int((~reference & estimate).sum())
+    fn = int((reference & ~estimate).sum())
+    precision = tp / (tp + fp) if tp + fp else 1.0 if fn == 0 else 0.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    accuracy = tp / (tp + fp + fn) if tp + fp + fn else 1.0
+    return {"precision": precision, "recall": recall, "accuracy": accuracy, "f1": f1, "tp": tp, "fp": fp, "fn": fn}

@@ -1,0 +1,29 @@
+"""MIDI files <-> note events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pretty_midi
+
+from labeling.events import NoteEvent
+
+
+def write_midi(notes: list[NoteEvent], path: Path, pedal: list[tuple[float, float]] = ()) -> None:
+    """One acoustic-piano track; sustain intervals as CC64 127/0."""
+    midi = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=120.0)
+    piano = pretty_midi.Instrument(program=0, name="piano")
+    piano.notes = [pretty_midi.Note(int(n.velocity), int(n.pitch), float(n.onset), float(n.offset)) for n in notes]
+    for down, up in pedal:
+        piano.control_changes += [pretty_midi.ControlChange(64, 127, down), pretty_midi.ControlChange(64, 0, up)]
+    midi.instruments.append(piano)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    midi.write(str(path))
+
+
+def read_midi(path: Path) -> list[NoteEvent]:
+    """Every note of every non-drum track, in time order."""
+    midi = pretty_midi.PrettyMIDI(str(path))
+    notes = [NoteEvent(n.start, n.end, n.pitch, n.velocity) for inst in midi.instruments if not inst.is_drum
+             for n in inst.notes if n.end > n.start]
+    return sorted(notes, key=lambda n: (n.onset, n.pitch))
