@@ -114,22 +114,12 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    import json
-
     from curation.fetch import FetchOptions, fetch_manifest
     from manifests.loader import load_manifest
     from yt_dlp.utils import parse_bytes
 
     manifest = load_manifest(args.manifest)
-    extra = {}
-    for item in args.ytdlp_option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--ytdlp-option {item!r}: expected KEY=JSON")
-        try:
-            extra[key] = json.loads(value)
-        except json.JSONDecodeError:
-            extra[key] = value
+    extra = _parse_key_values(args.ytdlp_option, "--ytdlp-option")
     max_filesize = None
     if args.max_filesize:
         max_filesize = parse_bytes(args.max_filesize)
@@ -173,14 +163,15 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_transcribe)
 
 
-def _parse_params(items: list[str]) -> dict:
+def _parse_key_values(items: list[str], flag: str) -> dict:
+    """KEY=VALUE options; a VALUE that parses as JSON (numbers, true, lists) is taken as such."""
     import json
 
     params = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--param {item!r}: expected KEY=VALUE")
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -202,7 +193,7 @@ def _run_transcribe(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.media}: no such file")
     audio, rate = load_audio(args.media)
     started = time.perf_counter()
-    transcriber = make_transcriber(args.labeler, **_parse_params(args.param))
+    transcriber = make_transcriber(args.labeler, **_parse_key_values(args.param, "--param"))
     result = transcriber.transcribe(audio, rate)
     notes = apply_sustain(result.notes, result.pedal) if args.sustain_pedal else result.notes
     elapsed = time.perf_counter() - started
