@@ -213,6 +213,38 @@ def _run_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_locate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("locate", help="find the 88-key keyboard in a video or a frame grab",
+                       description="Find the full 88-key keyboard's quad (TL, TR, BR, BL) in a video (from sampled "
+                                   "frames) or an image. Exit 3 when no full keyboard is found.")
+    p.add_argument("media", type=Path, metavar="VIDEO")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--frames", type=int, default=24, help="frames sampled from a video (default 24)")
+    p.set_defaults(run=_run_locate)
+
+
+def _run_locate(args: argparse.Namespace) -> int:
+    import json
+
+    from curation.keyboard import KeyboardNotFound, locate
+
+    try:
+        location = locate(args.media, args.frames)
+    except KeyboardNotFound as failure:
+        if args.json:
+            print(json.dumps({"error": failure.reason, "message": str(failure)}))
+        else:
+            print(f"{failure.reason}: {failure}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(location.to_json()))
+    else:
+        corners = "  ".join(f"{n} ({x:.1f}, {y:.1f})" for n, (x, y) in zip(("TL", "TR", "BR", "BL"), location.quad))
+        print(f"{args.media}: keyboard {corners}; bbox {location.bbox}; score {location.score:.3f} "
+              f"({location.frames_used}/{location.frames_sampled} frames)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pianocorpus", description="Clean, sharded, labelled corpora from top-view piano videos.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -220,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_manifest(sub)
     _add_fetch(sub)
     _add_transcribe(sub)
+    _add_locate(sub)
     return parser
 
 

@@ -1,0 +1,169 @@
+"""The frame pass: decode at the corpus fps, rectify the keyboard to a fixed crop, decide
+for every frame whether it is kept, and JPEG-encode the kept crops.
+
+Drop reasons, checked in this order (the first that applies is recorded):
+- `outside_range`: the frame's time is before the manifest's `start_s` or at/after `end_s`.
+- `no_keyboard`: the rectified crop does not look like the video's keyboard: the
+  correlation of its black-key column profile (top 45 % of the crop, where hands cover
+  least) with the reference crop's is below `keyboard_similarity` (0.5). The reference is
+  the per-pixel median of the crops of the frames the locator fitted (hands move, the
+  keyboard does not). Title cards, cuts, camera moves and a keyboard largely covered
+  all fall here.
+- `silent`: the audio is silent for a long stretch: before the first sound and after the
+  last (beyond `edge_margin_s`, 0.5 s: hands approaching the keys stay), and inside the performance only for silences
+  longer than `rest_max_s` (3 s), keeping `rest_margin_s` (0.5 s) at each side. Brief
+  rests inside a performance stay, as Audeo kept them. A frame is silent when the audio
+  RMS over its interval is below `silence_db` (-50 dB) relative to the file's loud level
+  (95th percentile of the frame RMS) and below an absolute floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DROP_REASONS = ("outside_range", "no_keyboard", "silent")
+
+
+@dataclass(frozen=True)
+class FrameConfig:
+    fps: float = 25.0
+    crop_width: int = 900  # Audeo's network input is 900 x 100 (W x H)
+    crop_height: int = 100
+    jpeg_quality: int = 90
+    keyboard_similarity: float = 0.5
+    silence_db: float = -50.0
+    silence_floor: float = 1e-4  # absolute RMS below which a frame is always silent
+    edge_margin_s: float = 0.5
+    rest_max_s: float = 3.0
+    rest_margin_s: float = 0.5
+    batch_frames: int = 256  # frames per yielded batch
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    frame: int  # 0-based index at the corpus fps
+    t: float  # seconds, frame centre
+    kept: bool
+    drop_reason: str | None
+    jpeg: bytes | None  # the rectified crop of a kept frame
+
+
+def rectifier(quad, config: FrameConfig) -> np.ndarray:
+    src = np.asarray(quad, np.float32).reshape(4, 2)
+    w, h = config.crop_width, config.crop_height
+    return cv2.getPerspectiveTransform(src, np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32))
+
+
+def rectify(frame: np.ndarray, matrix: np.ndarray, config: FrameConfig) -> np.ndarray:
+    return cv2.warpPerspective(frame, matrix, (config.crop_width, config.crop_height), flags=cv2.INTER_LINEAR)
+
+
+def black_key_profile(crop: np.ndarray) -> np.ndarray:
+    """Zero-mean, unit-norm column profile of the crop's top 45 % (gray)."""
+    top = crop[: max(1, int(0.45 * crop.shape[0]))]
+    gray = cv2.cvtColor(top, cv2.COLOR_BGR2GRAY) if top.ndim == 3 else top
+    profile = gray.mean(axis=0)
+    profile = profile - profile.mean()
+    norm = np.linalg.norm(profile)
+    return profile / norm if norm > 1e-6 else profile
+
+
+def reference_crop(frames: list[np.ndarray], quad, config: FrameConfig) -> np.ndarray:
+    """Per-pixel median of the frames' crops: the keyboard without hands."""
+    matrix = rectifier(quad, config)
+    return np.median(np.stack([rectify(f, matrix, config) for f in frames]), axis=0).astype(np.uint8)
+
+
+def frame_rms(audio: np.ndarray, sample_rate: int, n_frames: int, fps: float) -> np.ndarray:
+    """Audio RMS over each frame's interval [k/fps, (k+1)/fps)."""
+    rms = np.zeros(n_frames)
+    for k in range(n_frames):
+        chunk = audio[int(k / fps * sample_rate):int((k + 1) / fps * sample_rate)]
+        rms[k] = float(np.sqrt(np.mean(chunk.astype(np.float64) ** 2))) if chunk.size else 0.0
+    return rms
+
+
+def silent_frames(rms: np.ndarray, fps: float, config: FrameConfig) -> np.ndarray:
+    """Frames in long silences (see the module docstring), as a bool array."""
+    loud = float(np.percentile(rms, 95)) if rms.size else 0.0
+    quiet = (rms < config.silence_floor) | (rms < loud * 10 ** (config.silence_db / 20))
+    drop = np.zeros(len(rms), bool)
+    if not (~quiet).any():
+        return ~drop  # no sound at all
+    first, last = int(np.argmax(~quiet)), len(rms) - 1 - int(np.argmax(~quiet[::-1]))
+    edge = int(round(config.edge_margin_s * fps))
+    drop[: max(0, first - edge)] = True
+    drop[last + 1 + edge:] = True
+    margin, longest = int(round(config.rest_margin_s * fps)), config.rest_max_s * fps
+    k = first
+    while k <= last:
+        if quiet[k]:
+            end = k
+            while end <= last and quiet[end]:
+                end += 1
+            if end - k > longest:
+                drop[k + margin:end - margin] = True
+            k = end
+        else:
+            k += 1
+    return drop
+
+
+def decode_at_fps(path: str | Path, fps: float) -> Iterator[tuple[int, np.ndarray]]:
+    """(corpus frame index, BGR frame): for corpus frame k, the source frame showing at
+    its centre time (k+0.5)/fps; as many frames as the stream's duration holds at `fps`.
+    Decoding is threaded."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        base = float(stream.time_base)
+        start = float(stream.start_time or 0) * base
+        if stream.duration:
+            duration = float(stream.duration) * base
+        else:
+            duration = float(container.duration) / av.time_base if container.duration else None
+        n_total = int(round(duration * fps)) if duration else None
+        k, previous = 0, None
+        for frame in container.decode(stream):
+            t = (frame.pts or 0) * base - start
+            while previous is not None and (k + 0.5) / fps < t and (n_total is None or k < n_total):
+                yield k, previous
+                k += 1
+            previous = frame.to_ndarray(format="bgr24")
+        while previous is not None and k < (n_total if n_total is not None else k + 1):
+            yield k, previous
+            k += 1
+
+
+def frame_pass(path: str | Path, quad, reference: np.ndarray, config: FrameConfig = FrameConfig(),
+               silent: np.ndarray | None = None, start_s: float | None = None,
+               end_s: float | None = None) -> Iterator[list[FrameRecord]]:
+    """Batches of FrameRecords for every frame of the video at the corpus fps."""
+    matrix = rectifier(quad, config)
+    reference_profile = black_key_profile(reference)
+    encode = [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
+    batch: list[FrameRecord] = []
+    for k, frame in decode_at_fps(path, config.fps):
+        t = (k + 0.5) / config.fps
+        crop = rectify(frame, matrix, config)
+        reason = None
+        if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
+            reason = "outside_range"
+        elif float(black_key_profile(crop) @ reference_profile) < config.keyboard_similarity:
+            reason = "no_keyboard"
+        elif silent is not None and k < len(silent) and silent[k]:
+            reason = "silent"
+        jpeg = cv2.imencode(".jpg", crop, encode)[1].tobytes() if reason is None else None
+        batch.append(FrameRecord(frame=k, t=round(t, 6), kept=reason is None, drop_reason=reason, jpeg=jpeg))
+        if len(batch) >= config.batch_frames:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

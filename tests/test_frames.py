@@ -1,0 +1,70 @@
+"""The frame pass against the synthetic truth, and the drop rules on known inputs."""
+
+from __future__ import annotations
+
+import collections
+
+import cv2
+import numpy as np
+
+from curation.audio import load_audio
+from curation.frames import FrameConfig, decode_at_fps, frame_pass, frame_rms, reference_crop, silent_frames
+from curation.keyboard import locate_in_frames, sample_frames
+
+
+def _pass(video, config=FrameConfig(), **kw):
+    frames, _ = sample_frames(video.mp4)
+    location = locate_in_frames(frames)
+    reference = reference_crop(frames, location.quad, config)
+    audio, rate = load_audio(video.mp4)
+    silent = silent_frames(frame_rms(audio, rate, video.truth["video"]["n_frames"], config.fps), config.fps, config)
+    return [r for batch in frame_pass(video.mp4, location.quad, reference, config, silent=silent, **kw) for r in batch]
+
+
+def test_kept_frames_agree_with_the_truth_and_drops_say_why(synth_720p):
+    records = _pass(synth_720p)
+    truth = np.array(synth_720p.truth["playing"])
+    assert [r.frame for r in records] == list(range(len(truth)))
+    assert all(abs(r.t - (r.frame + 0.5) / 25) < 1e-9 for r in records)
+    kept = np.array([r.kept for r in records])
+    assert (kept == truth).mean() >= 0.98
+    kinds = {}
+    for seg in synth_720p.truth["segments"]:
+        kinds.update({k: seg["kind"] for k in range(seg["start_frame"], seg["end_frame"])})
+    reasons = collections.Counter(r.drop_reason for r in records if kinds[r.frame] != "play")
+    assert reasons["no_keyboard"] >= 0.95 * sum(reasons.values())
+    crop = cv2.imdecode(np.frombuffer(next(r.jpeg for r in records if r.kept), np.uint8), cv2.IMREAD_COLOR)
+    assert crop.shape == (100, 900, 3)
+    assert all((r.jpeg is None) == (not r.kept) for r in records)
+
+
+def test_outside_range_comes_first(synth_no_hands):
+    records = _pass(synth_no_hands, start_s=2.0, end_s=4.0)
+    for r in records:
+        inside = 2.0 <= r.t < 4.0
+        assert (r.drop_reason == "outside_range") == (not inside)
+
+
+def test_silence_rule_keeps_brief_rests_and_drops_long_silences():
+    fps, config = 25.0, FrameConfig()
+    rms = np.full(1000, 0.1)
+    rms[:100] = 0  # 4 s before the first note
+    rms[300:340] = 0  # a 1.6 s rest: stays
+    rms[500:700] = 0  # an 8 s silence inside: dropped, but for 0.5 s at each side
+    rms[900:] = 0  # after the last note
+    silent = silent_frames(rms, fps, config)
+    m = round(0.5 * fps)  # the 0.5 s margins, in frames (12)
+    assert silent[:100 - m].all() and not silent[100 - m:100].any()
+    assert not silent[300:340].any()
+    assert not silent[500:500 + m].any() and silent[500 + m:700 - m].all() and not silent[700 - m:700].any()
+    assert not silent[900:900 + m].any() and silent[900 + m:].all()
+    assert not silent[100:300].any()
+    assert silent_frames(np.zeros(50), fps, config).all()
+
+
+def test_decode_at_a_lower_fps_picks_the_frame_showing_at_each_centre(synth_no_hands):
+    source = synth_no_hands.frames()
+    picked = list(decode_at_fps(synth_no_hands.mp4, 10.0))
+    assert len(picked) == round(len(source) / 25 * 10)
+    for k, frame in picked:
+        assert np.array_equal(frame, source[int((k + 0.5) / 10 * 25)])
