@@ -59,3 +59,10 @@ bench-label-quality: env system-deps
 
 bench-label-speed: env system-deps
 	PYTHONPATH=. $(BIN)/python benchmarks/label_speed.py
+
+.PHONY: bench-keyboard bench-frame-pass
+bench-keyboard: env system-deps
+	PYTHONPATH=. $(BIN)/python benchmarks/keyboard_accuracy.py
+
+bench-frame-pass: env
+	PYTHONPATH=. $(BIN)/python benchmarks/frame_pass.py

@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from curation.rectify import rectification_matrix
+
 DROP_REASONS = ("outside_range", "no_keyboard", "silent")
 
 
@@ -54,9 +56,7 @@ class FrameRecord:
 
 
 def rectifier(quad, config: FrameConfig) -> np.ndarray:
-    src = np.asarray(quad, np.float32).reshape(4, 2)
-    w, h = config.crop_width, config.crop_height
-    return cv2.getPerspectiveTransform(src, np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32))
+    return rectification_matrix(quad, config.crop_width, config.crop_height)
 
 
 def rectify(frame: np.ndarray, matrix: np.ndarray, config: FrameConfig) -> np.ndarray:

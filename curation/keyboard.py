@@ -250,6 +250,17 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
     return location_from_quad(quad, score, len(fits), len(frames))
 
 
+def quad_iou(a, b, shape: tuple[int, int]) -> float:
+    """Intersection over union of two quads rasterised (1/16 px) in a frame of `shape` (h, w)."""
+    masks = []
+    for quad in (a, b):
+        mask = np.zeros(shape, np.uint8)
+        cv2.fillConvexPoly(mask, np.round(np.asarray(quad, float).reshape(4, 2) * 16).astype(np.int32), 1, shift=4)
+        masks.append(mask.astype(bool))
+    union = (masks[0] | masks[1]).sum()
+    return float((masks[0] & masks[1]).sum() / union) if union else 0.0
+
+
 def location_from_quad(quad, score: float, used: int, sampled: int, source: str = "detected") -> KeyboardLocation:
     quad = np.asarray(quad, float).reshape(4, 2)
     left, right = key_layout().normalised()

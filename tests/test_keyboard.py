@@ -12,17 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from curation.keyboard import KeyboardNotFound, locate, locate_in_frames, manifest_crop_location
+from curation.keyboard import KeyboardNotFound, locate, locate_in_frames, manifest_crop_location, quad_iou
 from curation.synthetic import SynthConfig, make_video
-
-
-def quad_iou(a, b, shape) -> float:
-    masks = []
-    for quad in (a, b):
-        mask = np.zeros(shape, np.uint8)
-        cv2.fillConvexPoly(mask, np.round(np.asarray(quad) * 16).astype(np.int32), 1, shift=4)
-        masks.append(mask.astype(bool))
-    return float((masks[0] & masks[1]).sum() / (masks[0] | masks[1]).sum())
 
 
 def test_locate_finds_the_truth_quad_through_hands_title_and_cut(synth_720p):
