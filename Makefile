@@ -15,7 +15,7 @@ APT_PACKAGES := fluidsynth fluid-soundfont-gm
 .PHONY: demo test env system-deps clean
 
 demo: env system-deps
-	$(BIN)/pianocorpus fetch manifests/demo.csv --cache $(DEMO_DIR)/cache
+	$(BIN)/pianocorpus build manifests/demo.csv --out $(DEMO_DIR)/corpus
 
 test: env system-deps
 	$(BIN)/python -m pytest -q tests

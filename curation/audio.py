@@ -32,3 +32,21 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
     if not chunks:
         raise NoAudioError(f"{path}: the audio stream is empty")
     return np.concatenate(chunks).astype(np.float32), rate
+
+
+def write_flac(path: str | Path, audio: np.ndarray, rate: int) -> None:
+    """Mono 16-bit FLAC, written to a temporary name and renamed (never half-written)."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    with av.open(str(part), "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+        for start in range(0, len(pcm), 1 << 16):
+            frame = av.AudioFrame.from_ndarray(pcm[None, start:start + (1 << 16)], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    os.replace(part, path)

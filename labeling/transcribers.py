@@ -51,14 +51,29 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def label_spec(transcriber, fps: float, sustain_pedal: bool = False) -> dict:
-    """Everything that decides the labels; label.json records it."""
+def labeler_params(name: str, params: dict) -> tuple[Path, dict]:
+    """(weights file, the parameters that decide the labels) without loading the model."""
+    if name == "transkun":
+        from labeling.transkun_backend import LABEL_PARAMS, pretrained_dir
+
+        weights, defaults = pretrained_dir() / "2.0.pt", LABEL_PARAMS
+    else:
+        from labeling.basic_pitch_backend import PIANO_PARAMS, onnx_model_path
+
+        weights, defaults = onnx_model_path(), PIANO_PARAMS
+    unknown = set(params) - set(defaults) - {"device", "batch_windows"}
+    if unknown:
+        raise ValueError(f"unknown {name} parameter(s) {sorted(unknown)}; known: {sorted(defaults)}")
+    return weights, {k: params.get(k, v) for k, v in defaults.items()}
+
+
+def label_spec(name: str, params: dict, fps: float, sustain_pedal: bool = False) -> dict:
+    """Everything that decides the labels; label.json records it. `name` is resolved."""
     from importlib.metadata import version
 
-    package = {"basic-pitch": "basic-pitch", "transkun": "transkun"}[transcriber.name]
-    return {"backend": transcriber.name, "backend_version": version(package),
-            "weights": Path(transcriber.weights).name, "weights_sha256": file_sha256(Path(transcriber.weights)),
-            "params": transcriber.params, "fps": fps, "sustain_pedal": sustain_pedal}
+    weights, label_params = labeler_params(name, params)
+    return {"backend": name, "backend_version": version(name), "weights": weights.name,
+            "weights_sha256": file_sha256(weights), "params": label_params, "fps": fps, "sustain_pedal": sustain_pedal}
 
 
 def label_version(spec: dict) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from labeling.events import NoteEvent, Transcription, check_audio, keep_piano_range, resample
 
 SUSTAIN = -64
+LABEL_PARAMS = {"segment_s": None, "hop_s": None}  # None: the model conf's 16 s / 8 s
 
 
 def pretrained_dir() -> Path:

@@ -193,12 +193,13 @@ def _run_transcribe(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.media}: no such file")
     audio, rate = load_audio(args.media)
     started = time.perf_counter()
-    transcriber = make_transcriber(args.labeler, **_parse_key_values(args.param, "--param"))
+    params = _parse_key_values(args.param, "--param")
+    transcriber = make_transcriber(args.labeler, **params)
     result = transcriber.transcribe(audio, rate)
     notes = apply_sustain(result.notes, result.pedal) if args.sustain_pedal else result.notes
     elapsed = time.perf_counter() - started
     write_midi(notes, args.midi, result.pedal)
-    spec = label_spec(transcriber, args.fps, args.sustain_pedal)
+    spec = label_spec(transcriber.name, params, args.fps, args.sustain_pedal)
     version = label_version(spec)
     if args.rolls:
         n_frames = int(round(len(audio) / rate * args.fps))
@@ -245,6 +246,98 @@ def _run_locate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_build(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="build a corpus from a manifest (Ray)",
+                       description="Fetch, locate, filter, transcribe and shard every video of MANIFEST into OUT "
+                                   "(the corpus layout in the README). Re-running resumes.")
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("--out", type=Path, required=True, metavar="CORPUS")
+    p.add_argument("--cache", type=Path, help="download cache (default CORPUS/.cache)")
+    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"])
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="labeler parameter (repeatable)")
+    p.add_argument("--sustain-pedal", action="store_true")
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--crop-size", default="900x100", metavar="WxH", help="rectified keyboard crop (default 900x100)")
+    p.add_argument("--retry-failed", action="store_true", help="process videos that failed in an earlier run again")
+    p.add_argument("--shard-samples", type=int, default=10_000, help="WebDataset samples per shard (default 10000)")
+    p.add_argument("--shard-mb", type=int, default=500, help="WebDataset shard size cap in MB (default 500)")
+    p.add_argument("--rows-per-part", type=int, default=10_000, help="frames per Parquet part (default 10000)")
+    p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default all)")
+    p.add_argument("--object-store-mb", type=int, help="local Ray: object store size")
+    p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
+    p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer videos")
+    p.set_defaults(run=_run_build)
+
+
+def _frame_config(args: argparse.Namespace):
+    from curation.frames import FrameConfig
+
+    width, _, height = args.crop_size.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        raise ValueError(f"--crop-size {args.crop_size!r}: expected WxH, e.g. 900x100")
+    return FrameConfig(fps=args.fps, crop_width=int(width), crop_height=int(height))
+
+
+def print_summary(stats: dict, out: Path) -> None:
+    totals = stats["totals"]
+    failed = ", ".join(f"{n} {c}" for c, n in sorted(totals["failed"].items())) or "none"
+    dropped = ", ".join(f"{n} {r}" for r, n in totals["dropped"].items())
+    print(f"corpus: {out}")
+    print(f"  videos   {totals['ok']} ok of {totals['videos']}; failed: {failed}")
+    print(f"  hours    {totals['hours']:.3f} of ok video")
+    print(f"  frames   {totals['frames']} decoded, {totals['kept']} kept; dropped: {dropped}")
+    print(f"  labels   {stats['label_version']}: {totals['notes']} notes")
+    for split, s in stats["splits"].items():
+        print(f"  {split:8s} {s['videos']} videos, {s['samples']} samples in {s['wds_shards']} WebDataset shard(s), "
+              f"{s['parquet_parts']} Parquet part(s)")
+    print(f"  took     {stats['seconds']:.1f} s")
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from pipelines.build import BuildConfig, build
+    from pipelines.stages import VideoSettings
+
+    fetch = {"max_duration_s": args.max_duration} if args.max_duration else {}
+    config = BuildConfig(out=args.out, cache=args.cache, settings=VideoSettings(frames=_frame_config(args)),
+                         labeler=args.labeler, label_params=_parse_key_values(args.param, "--param"),
+                         sustain_pedal=args.sustain_pedal, rows_per_part=args.rows_per_part,
+                         shard_samples=args.shard_samples, shard_bytes=args.shard_mb * 2**20,
+                         retry_failed=args.retry_failed, num_cpus=args.num_cpus,
+                         object_store_mb=args.object_store_mb, address=args.address, fetch=fetch)
+    stats = build(args.manifest, config)
+    print_summary(stats, args.out)
+    return 0 if not stats["totals"]["failed"] else 1
+
+
+def _add_relabel(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("relabel", help="new pseudo labels for a corpus from its audio (frames untouched)",
+                       description="Transcribe CORPUS/audio/ with a labeler and write labels/VERSION/ and "
+                                   "wds/VERSION/; frames and audio are not touched.")
+    p.add_argument("corpus", type=Path, metavar="CORPUS")
+    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"])
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="labeler parameter (repeatable)")
+    p.add_argument("--sustain-pedal", action="store_true")
+    p.add_argument("--make-default", action="store_true",
+                   help="make the new version the corpus's default_label_version (what readers use)")
+    p.add_argument("--num-cpus", type=int)
+    p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
+    p.set_defaults(run=_run_relabel)
+
+
+def _run_relabel(args: argparse.Namespace) -> int:
+    from pipelines.build import BuildConfig, relabel
+
+    config = BuildConfig(out=args.corpus, labeler=args.labeler, label_params=_parse_key_values(args.param, "--param"),
+                         sustain_pedal=args.sustain_pedal, num_cpus=args.num_cpus, address=args.address)
+    stats = relabel(config, make_default=args.make_default)
+    print(f"corpus: {args.corpus}")
+    print(f"  labels   {stats['label_version']}: {stats['notes']} notes" + (" (default)" if args.make_default else ""))
+    for split, s in stats["splits"].items():
+        print(f"  {split:8s} {s['videos']} videos, {s['samples']} samples in {s['wds_shards']} WebDataset shard(s)")
+    print(f"  took     {stats['seconds']:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pianocorpus", description="Clean, sharded, labelled corpora from top-view piano videos.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -253,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fetch(sub)
     _add_transcribe(sub)
     _add_locate(sub)
+    _add_build(sub)
+    _add_relabel(sub)
     return parser
 
 

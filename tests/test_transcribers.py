@@ -112,7 +112,7 @@ def test_transkun_finds_the_notes_on_the_cpu_and_keeps_pedal_apart():
     result = transkun.transcribe(audio, 44100)
     assert onset_scores(truth, result.notes)["f1"] > 0.85
     assert all(21 <= n.pitch <= 108 for n in result.notes)
-    spec = label_spec(transkun, 25.0)
+    spec = label_spec("transkun", {}, 25.0)
     assert spec["weights"] == "2.0.pt" and len(spec["weights_sha256"]) == 64
 
 

@@ -1,0 +1,161 @@
+"""Assemble the corpus's split shards from the per-video work files.
+
+Deterministic: videos in id order, parts cut every `rows_per_part` frames, WebDataset
+shards cut at `shard_samples` samples or `shard_bytes` bytes, so the same work files give
+the same shards whatever ran them. Frames and labels parts are cut at the same rows:
+part N of `frames/SPLIT` and of `labels/VERSION/SPLIT` hold the same frames. Every file is
+written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.stages import FRAMES_SCHEMA, LABELS_SCHEMA
+
+
+def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    pq.write_table(table, part, compression="zstd")
+    os.replace(part, path)
+
+
+def _atomic_json(data, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(part, path)
+
+
+def _clear(folder: Path, pattern: str) -> None:
+    """Remove an earlier assembly's shards, so a smaller rebuild leaves no stale part."""
+    if folder.is_dir():
+        for stale in folder.glob(pattern):
+            stale.unlink()
+
+
+def _parts(tables: Iterator[pa.Table], rows_per_part: int) -> Iterator[pa.Table]:
+    buffer, size = [], 0
+    for table in tables:
+        buffer.append(table)
+        size += table.num_rows
+        while size >= rows_per_part:
+            merged = pa.concat_tables(buffer)
+            yield merged.slice(0, rows_per_part)
+            rest = merged.slice(rows_per_part)
+            buffer, size = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+    if size:
+        yield pa.concat_tables(buffer)
+
+
+def write_frame_parts(sources: list[Path], folder: Path, rows_per_part: int) -> list[Path]:
+    """The per-video frame tables, in order, as folder/part-NNNNN.parquet."""
+    _clear(folder, "part-*.parquet")
+    paths = []
+    for n, table in enumerate(_parts((pq.read_table(p, schema=FRAMES_SCHEMA) for p in sources), rows_per_part)):
+        paths.append(folder / f"part-{n:05d}.parquet")
+        _atomic_parquet(table, paths[-1])
+    return paths
+
+
+def _frame_parts(frames_parts: list[Path]) -> Iterator[pa.Table]:
+    for path in frames_parts:
+        yield pq.read_table(path, schema=FRAMES_SCHEMA)
+
+
+class _LabelTables:
+    """Per-video label tables, read once each (a video's frames are contiguous)."""
+
+    def __init__(self, sources: dict[str, Path]):
+        self.sources, self.video_id, self.table = sources, None, None
+
+    def rows(self, video_id: str, frames: list[int]) -> pa.Table:
+        if video_id != self.video_id:
+            self.video_id, self.table = video_id, pq.read_table(self.sources[video_id], schema=LABELS_SCHEMA)
+        return self.table.take(pa.array(frames))  # a label table's row k is frame k
+
+
+def _runs(video_ids: list[str]) -> Iterator[tuple[str, int, int]]:
+    start = 0
+    for i in range(1, len(video_ids) + 1):
+        if i == len(video_ids) or video_ids[i] != video_ids[start]:
+            yield video_ids[start], start, i
+            start = i
+
+
+def write_label_parts(frames_parts: list[Path], sources: dict[str, Path], folder: Path) -> int:
+    """labels part N holds the rolls of exactly the frames of frames part N."""
+    _clear(folder, "part-*.parquet")
+    labels = _LabelTables(sources)
+    for n, table in enumerate(_frame_parts(frames_parts)):
+        ids, frames = table.column("video_id").to_pylist(), table.column("frame").to_pylist()
+        pieces = [labels.rows(v, frames[a:b]) for v, a, b in _runs(ids)]
+        _atomic_parquet(pa.concat_tables(pieces) if pieces else LABELS_SCHEMA.empty_table(),
+                        folder / f"part-{n:05d}.parquet")
+    return len(frames_parts)
+
+
+def _samples(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str) -> Iterator[dict]:
+    labels = _LabelTables(sources)
+    for table in _frame_parts(frames_parts):
+        kept = table.filter(pa.compute.field("kept"))
+        ids, frames = kept.column("video_id").to_pylist(), kept.column("frame").to_pylist()
+        times, jpegs = kept.column("t").to_pylist(), kept.column("jpeg").to_pylist()
+        for video_id, a, b in _runs(ids):
+            rolls = labels.rows(video_id, frames[a:b])
+            stacked = np.stack([np.array(rolls.column(c).to_pylist(), np.uint8)
+                                for c in ("frame_roll", "onset_roll", "offset_roll", "velocity")], axis=1)
+            for i in range(a, b):
+                buffer = io.BytesIO()
+                np.save(buffer, stacked[i - a])  # (4, 88): frame, onset, offset, velocity
+                yield {"__key__": f"{video_id}_{frames[i]:06d}", "jpg": jpegs[i], "rolls.npy": buffer.getvalue(),
+                       "json": json.dumps({"video_id": video_id, "frame": frames[i], "t": times[i], "split": split,
+                                           "label_version": version}).encode()}
+
+
+def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str, folder: Path,
+                     stats_folder: Path, shard_samples: int, shard_bytes: int) -> list[dict]:
+    """Kept frames with their rolls as SPLIT-NNNNNN.tar; one stats json per shard."""
+    import webdataset as wds
+
+    _clear(folder, f"{split}-*.tar")
+    _clear(stats_folder, f"{split}-*_stats.json")
+    shards: list[dict] = []
+    writer = handle = None
+
+    def close() -> None:
+        writer.close()
+        handle.close()
+        final = folder / f"{split}-{len(shards) - 1:06d}.tar"
+        os.replace(final.with_name(final.name + ".part"), final)
+        shards[-1]["bytes"] = final.stat().st_size
+        _atomic_json(shards[-1], stats_folder / f"{final.stem}_stats.json")
+
+    for sample in _samples(frames_parts, sources, split, version):
+        size = sum(len(v) for k, v in sample.items() if k != "__key__")
+        if writer is None or shards[-1]["count"] >= shard_samples or shards[-1]["payload"] + size > shard_bytes:
+            if writer is not None:
+                close()
+            folder.mkdir(parents=True, exist_ok=True)
+            shards.append({"shard": f"{split}-{len(shards):06d}.tar", "split": split, "label_version": version,
+                           "count": 0, "payload": 0, "videos": []})
+            handle = open(folder / f"{shards[-1]['shard']}.part", "wb")
+            writer = wds.TarWriter(handle, encoder=False, mtime=1.0)  # fixed mtime: same bytes every run
+        writer.write(sample)
+        shards[-1]["count"] += 1
+        shards[-1]["payload"] += size
+        video_id = sample["__key__"].rsplit("_", 1)[0]
+        if not shards[-1]["videos"] or shards[-1]["videos"][-1] != video_id:
+            shards[-1]["videos"].append(video_id)
+    if writer is not None:
+        close()
+    return shards
