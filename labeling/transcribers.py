@@ -44,11 +44,10 @@ def make_transcriber(name: str, **params):
 
 @lru_cache(maxsize=8)
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The weights' hash, once per process."""
+    from curation.probe import sha256_file
+
+    return sha256_file(path)
 
 
 def labeler_params(name: str, params: dict) -> tuple[Path, dict]:

@@ -25,7 +25,7 @@ from curation.audio import NoAudioError, load_audio, write_flac
 from curation.fetch import FetchOptions, fetch_video
 from curation.frames import FrameConfig, frame_pass, frame_rms, reference_crop, silent_frames
 from curation.keyboard import KeyboardNotFound, locate_in_frames, manifest_crop_location, sample_frames
-from curation.probe import ProbeError, probe
+from curation.probe import ProbeError, probe, sha256_file
 from manifests.schema import ManifestRow
 
 AUDIO_RATE = 44100
@@ -60,14 +60,6 @@ def _write_json(data: dict, path: Path) -> None:
     part = path.with_name(path.name + ".part")
     part.write_text(json.dumps(data, indent=1, default=str) + "\n")
     os.replace(part, path)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class VideoFailure(Exception):
@@ -114,7 +106,7 @@ def _visual_and_audio(row: ManifestRow, media: Path, work: Path, corpus: Path, s
     if not info.has_audio:
         raise VideoFailure("no_audio", f"{media.name}: no audio stream")
     result.update(duration_s=info.duration_s, fps=info.fps, width=info.width, height=info.height,
-                  source_sha256=_sha256(media))
+                  source_sha256=sha256_file(media))
     frames, _ = sample_frames(media, settings.locate_frames)
     try:
         if row.crop is not None:
