@@ -66,3 +66,7 @@ bench-keyboard: env system-deps
 
 bench-frame-pass: env
 	PYTHONPATH=. $(BIN)/python benchmarks/frame_pass.py
+
+.PHONY: bench-build
+bench-build: env system-deps
+	PYTHONPATH=. $(BIN)/python benchmarks/build_speed.py

@@ -33,7 +33,7 @@ from pipelines.stages import VideoSettings, label_videos, process_video
 
 log = logging.getLogger(__name__)
 CORPUS_FORMAT = "pianocorpus/1"
-VIDEO_STAGE_MEMORY = 512 * 2**20
+VIDEO_STAGE_MEMORY = 2**30  # sampled frames, the audio, a batch of frames: flat in the video's length
 
 VIDEOS_SCHEMA = pa.schema([
     ("video_id", pa.string()), ("dataset", pa.string()), ("split", pa.string()), ("url", pa.string()),

@@ -127,19 +127,34 @@ def _visual_and_audio(row: ManifestRow, media: Path, work: Path, corpus: Path, s
     n_frames = int(round(info.duration_s * fps))
     silent = silent_frames(frame_rms(audio, rate, n_frames, fps), fps, config)
     reference = reference_crop(frames, location.quad, config)
-    records = [r for batch in frame_pass(media, location.quad, reference, config, silent=silent,
-                                         start_s=row.start_s, end_s=row.end_s) for r in batch]
-    if not records:
+    counts = _write_frames(row.video_id, frame_pass(media, location.quad, reference, config, silent=silent,
+                                                    start_s=row.start_s, end_s=row.end_s),
+                           work / "frames" / f"{row.video_id}.parquet")
+    if not counts["n_frames"]:
         raise VideoFailure("corrupt", f"{media.name}: no frames decoded")
-    table = pa.Table.from_pylist([{"video_id": row.video_id, "frame": r.frame, "t": r.t, "kept": r.kept,
-                                   "drop_reason": r.drop_reason, "jpeg": r.jpeg} for r in records],
-                                 schema=FRAMES_SCHEMA)
     write_flac(corpus / "audio" / f"{row.video_id}.flac", audio, rate)
-    _write_parquet(table, work / "frames" / f"{row.video_id}.parquet")
-    reasons = [r.drop_reason for r in records]
-    result.update(fps=fps, n_frames=len(records), n_kept=reasons.count(None),
-                  n_no_keyboard=reasons.count("no_keyboard"), n_silent=reasons.count("silent"),
-                  n_outside_range=reasons.count("outside_range"))
+    result.update(fps=fps, **counts)
+
+
+def _write_frames(video_id: str, batches, path: Path) -> dict:
+    """Stream the frame pass's batches into one Parquet file (memory stays flat with
+    the video's length); the file appears under its name only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    counts = {"n_frames": 0, "n_kept": 0, "n_no_keyboard": 0, "n_silent": 0, "n_outside_range": 0}
+    with pq.ParquetWriter(part, FRAMES_SCHEMA) as writer:
+        for batch in batches:
+            writer.write_table(pa.Table.from_pylist(
+                [{"video_id": video_id, "frame": r.frame, "t": r.t, "kept": r.kept, "drop_reason": r.drop_reason,
+                  "jpeg": r.jpeg} for r in batch], schema=FRAMES_SCHEMA))
+            for r in batch:
+                counts["n_frames"] += 1
+                counts["n_kept" if r.kept else f"n_{r.drop_reason}"] += 1
+    if counts["n_frames"]:
+        os.replace(part, path)
+    else:
+        part.unlink(missing_ok=True)
+    return counts
 
 
 def label_videos(rows: list[dict], transcriber, spec: dict, version: str, corpus: Path, work: Path) -> list[dict]:

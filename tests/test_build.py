@@ -33,6 +33,27 @@ from tests.loopback import MediaServer
 GOOD = {"vid-a": ("train", 31), "vid-b": ("train", 32), "vid-c": ("test", 33)}
 
 
+def _video_only(path: Path, frames: list[np.ndarray], audio: bool = False) -> None:
+    """A small H.264 mp4, with a quiet tone as audio when asked (else no audio stream)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream("aac", rate=44100, layout="mono") if audio else None
+        for k, frame in enumerate(frames):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+            if sound is not None:
+                tone = (0.1 * np.sin(np.arange(1764) * 2 * np.pi * 440 / 44100)).astype(np.float32)
+                chunk = av.AudioFrame.from_ndarray(tone[None], format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = 44100, k * 1764
+                container.mux(sound.encode(chunk))
+        container.mux(video.encode(None))
+        if sound is not None:
+            container.mux(sound.encode(None))
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     media = tmp_path_factory.mktemp("media")
@@ -40,12 +61,16 @@ def served(tmp_path_factory):
     for name, (_, seed) in GOOD.items():
         truths[name] = json.loads(make_video(media, name, seed, SynthConfig(seconds=6, width=640, height=360)).read_text())
     (media / "corrupt.mp4").write_bytes(os.urandom(20000))
-    files = {f"{n}.mp4": media / f"{n}.mp4" for n in list(GOOD) + ["corrupt"]}
+    _video_only(media / "silentfilm.mp4", [np.full((180, 320, 3), 90, np.uint8)] * 25)
+    rng = np.random.default_rng(1)
+    _video_only(media / "noise.mp4", [rng.integers(0, 255, (180, 320, 3), np.uint8) for _ in range(25)], audio=True)
+    files = {f"{n}.mp4": media / f"{n}.mp4" for n in list(GOOD) + ["corrupt", "silentfilm", "noise"]}
     with MediaServer(files) as server:
         manifest = media / "manifest.csv"
         rows = [f"{n},{server.url('video', n + '.mp4')},train" if GOOD[n][0] == "train" else
                 f"{n},{server.url('video', n + '.mp4')},test" for n in GOOD]
-        rows += [f"gone,{server.url('missing', 'x.mp4')},train", f"broken,{server.url('video', 'corrupt.mp4')},test"]
+        rows += [f"gone,{server.url('missing', 'x.mp4')},train", f"broken,{server.url('video', 'corrupt.mp4')},test",
+                 f"mute,{server.url('video', 'silentfilm.mp4')},train", f"nokeys,{server.url('video', 'noise.mp4')},test"]
         manifest.write_text("video_id,url,split\n" + "\n".join(rows) + "\n")
         yield manifest, truths, media
 
@@ -80,12 +105,13 @@ def _tree_digest(root: Path, skip=(".work", ".cache")) -> dict[str, str]:
 def test_videos_table_has_every_row_with_failures_classified(corpus):
     out, stats = corpus
     rows = {r["video_id"]: r for r in pq.read_table(out / "videos.parquet").to_pylist()}
-    assert set(rows) == {"vid-a", "vid-b", "vid-c", "gone", "broken"}
+    assert set(rows) == {"vid-a", "vid-b", "vid-c", "gone", "broken", "mute", "nokeys"}
     assert all(rows[v]["status"] == "ok" for v in GOOD)
-    assert (rows["gone"]["status"], rows["gone"]["error_class"]) == ("failed", "unavailable")
-    assert rows["broken"]["status"] == "failed" and rows["broken"]["error_class"] in ("corrupt", "other")
-    assert "404" in rows["gone"]["error"] and rows["broken"]["error"]
-    assert stats["totals"]["ok"] == 3 and sum(stats["totals"]["failed"].values()) == 2
+    classes = {v: (rows[v]["status"], rows[v]["error_class"]) for v in ("gone", "broken", "mute", "nokeys")}
+    assert classes == {"gone": ("failed", "unavailable"), "broken": ("failed", "other"),
+                       "mute": ("failed", "no_audio"), "nokeys": ("failed", "no_keyboard")}
+    assert "404" in rows["gone"]["error"] and "not readable media" in rows["broken"]["error"]
+    assert stats["totals"]["ok"] == 3 and sum(stats["totals"]["failed"].values()) == 4
 
 
 def test_layout_matches_the_contract(corpus):
@@ -179,7 +205,7 @@ def test_a_killed_build_resumes_to_the_same_corpus(corpus, served, tmp_path):
     if ray_cli.exists():
         subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True)
     finished = subprocess.run(command + ["--num-cpus", "2"], capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 1, finished.stderr[-2000:]  # two videos fail, as in the reference
+    assert finished.returncode == 1, finished.stderr[-2000:]  # four videos fail, as in the reference
     assert _tree_digest(out) == _tree_digest(reference)
 
 

@@ -1,0 +1,73 @@
+"""End-to-end build speed and memory, from local 720p videos, basic-pitch labeler.
+
+Prints seconds of video per wall second for the whole `pianocorpus build` (Ray start-up
+included) on 2 CPUs (goal >= 5x real time), the same build on 1 CPU and the 2-vs-1
+speed-up (goal >= 1.6x), and the peak RSS of the build's whole process tree (driver and
+Ray workers) for 2 and for 8 videos (goal: flat in the number of videos).
+
+    make bench-build        # or: .venv/bin/python benchmarks/build_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from curation.synthetic import SynthConfig, make_video
+
+
+def run_build(manifest: Path, out: Path, cpus: int) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB of the process tree) of one build in a fresh process."""
+    command = [sys.executable, "-m", "pipelines.cli", "build", str(manifest), "--out", str(out),
+               "--labeler", "basic-pitch", "--num-cpus", str(cpus)]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent, peak = psutil.Process(process.pid), 0.0
+    while process.poll() is None:
+        try:
+            tree = [parent] + parent.children(recursive=True)
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20)
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    if process.returncode != 0:
+        raise SystemExit(f"build failed ({process.returncode}): {' '.join(command)}")
+    return time.perf_counter() - started, peak
+
+
+def manifest_of(videos: list[Path], path: Path) -> Path:
+    path.write_text("video_id,url,split\n" + "".join(f"{v.stem},{v},train\n" for v in videos))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        config = SynthConfig(seconds=args.seconds, audio="auto")
+        videos = [make_video(tmp / "media", f"v{i:02d}", 500 + i, config).with_suffix(".mp4") for i in range(8)]
+        total = args.videos * args.seconds
+        manifest = manifest_of(videos[: args.videos], tmp / "speed.csv")
+        two, _ = run_build(manifest, tmp / "c2", 2)
+        one, _ = run_build(manifest, tmp / "c1", 1)
+        _, rss2 = run_build(manifest_of(videos[:2], tmp / "m2.csv"), tmp / "r2", 2)
+        _, rss8 = run_build(manifest_of(videos[:8], tmp / "m8.csv"), tmp / "r8", 2)
+    print(f"{args.videos} videos x {args.seconds:g} s of 1280x720 H.264 ({total:g} s of video), basic-pitch labels")
+    print(f"2 CPUs: {two:6.1f} s wall = {total / two:5.2f}x real time (goal >= 5x: {'met' if total / two >= 5 else 'NOT met'})")
+    print(f"1 CPU:  {one:6.1f} s wall = {total / one:5.2f}x real time")
+    print(f"speed-up 2 vs 1 CPU: {one / two:.2f} (goal >= 1.6: {'met' if one / two >= 1.6 else 'NOT met'})")
+    print(f"peak RSS of the process tree: {rss2:.0f} MiB for 2 videos, {rss8:.0f} MiB for 8 videos "
+          f"(ratio {rss8 / rss2:.2f})")
+
+
+if __name__ == "__main__":
+    main()
