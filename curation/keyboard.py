@@ -57,6 +57,7 @@ class KeyboardLocation:
     frames_sampled: int
     source: str = "detected"  # detected | manifest
     key_ranges: list[list[float]] = field(default_factory=list)  # 88 x [x0, x1] in the rectified crop, 0..1
+    fitted: list[int] = field(default_factory=list)  # indices of the frames the keyboard was fitted in
 
     def to_json(self) -> dict:
         return {"bbox": self.bbox, "quad": self.quad, "score": round(self.score, 4), "source": self.source,
@@ -206,7 +207,9 @@ def fit_keyboard(frame: np.ndarray) -> KeyboardFit | str | None:
 
 # --- per video --------------------------------------------------------------------------
 def sample_frames(path: str | Path, n: int = 24) -> tuple[list[np.ndarray], tuple[int, int]]:
-    """About `n` frames spread over the video (decoded in one pass), and the frame size."""
+    """About `n` frames spread over the video, and the frame size. Keyframes only when the
+    file has enough of them (YouTube's are ~2 s apart: decoding them alone is fast),
+    else every step-th frame of a full decode."""
     import av
 
     with av.open(str(path)) as container:
@@ -214,12 +217,20 @@ def sample_frames(path: str | Path, n: int = 24) -> tuple[list[np.ndarray], tupl
             raise KeyboardNotFound("no_keyboard", f"{path}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.skip_frame = "NONKEY"
+        keyframes = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+    if len(keyframes) >= min(n, 8):
+        step = max(1, len(keyframes) // n)
+        return keyframes[::step][:n], (keyframes[0].shape[1], keyframes[0].shape[0])
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
         total = stream.frames or int((float(container.duration or 0) / av.time_base) * float(stream.average_rate or 25))
         step = max(1, total // n) if total else 12
         frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(stream)) if i % step == step // 2]
-        if not frames:
-            raise KeyboardNotFound("no_keyboard", f"{path}: no decodable frames")
-        return frames, (frames[0].shape[1], frames[0].shape[0])
+    if not frames:
+        raise KeyboardNotFound("no_keyboard", f"{path}: no decodable frames")
+    return frames, (frames[0].shape[1], frames[0].shape[0])
 
 
 def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> KeyboardLocation:
@@ -228,12 +239,13 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
     if height > width:
         raise KeyboardNotFound("no_keyboard", f"{label}: portrait frame {width}x{height}: no top-view keyboard")
     scale = WORK_WIDTH / width if width > WORK_WIDTH else 1.0
-    fits, partial = [], 0
-    for frame in frames:
+    fits, fitted, partial = [], [], 0
+    for index, frame in enumerate(frames):
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1 else frame
         fit = fit_keyboard(small)
         if isinstance(fit, KeyboardFit):
             fits.append(fit)
+            fitted.append(index)
         partial += fit == PARTIAL
     if not fits and partial >= max(1, 0.2 * len(frames)):  # a crop shows in most frames, noise does not
         raise KeyboardNotFound("partial_keyboard", f"{label}: keys seen in {partial} of {len(frames)} sampled frames, "
@@ -247,7 +259,9 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
         raise KeyboardNotFound("partial_keyboard", f"{label}: the keyboard runs out of the frame")
     # Full confidence needs agreement of at least 3 frames.
     score = float(np.median([f.score for f in fits])) * min(1.0, len(fits) / 3)
-    return location_from_quad(quad, score, len(fits), len(frames))
+    location = location_from_quad(quad, score, len(fits), len(frames))
+    location.fitted = fitted
+    return location
 
 
 def quad_iou(a, b, shape: tuple[int, int]) -> float:

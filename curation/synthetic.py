@@ -171,7 +171,8 @@ def _write_mp4(path: Path, frames, n_frames: int, fps: int, audio: np.ndarray, s
                 first = frame
                 video.height, video.width = frame.shape[:2]
                 video.pix_fmt = "yuv420p"
-                video.options = {"crf": str(crf), "preset": "veryfast"}
+                # A keyframe every 2 s, as YouTube's encodes have.
+                video.options = {"crf": str(crf), "preset": "veryfast", "g": str(2 * fps)}
             vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
             vf.pts = k
             container.mux(video.encode(vf))

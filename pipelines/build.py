@@ -131,14 +131,16 @@ def _label_spec(config: BuildConfig, labeler: str, fps: float) -> tuple[dict, st
 
 
 def label_stage(ds, config: BuildConfig, labeler: str, spec: dict, version: str, gpus: int, cpus: int):
-    """Transcriber actors: one GPU each where the cluster has GPUs; on CPUs, actors that
-    leave at least half the CPUs to the video stage (a lone CPU is shared, not taken)."""
+    """Transcriber actors: one GPU each where the cluster has GPUs. On CPUs the actor
+    reserves no CPU: basic-pitch runs at ~35x real time and waits for videos most of the
+    time, so the CPUs stay with the video stage (reserving one halved the build's
+    parallelism on 2 cores, and on 1 core left the video stage none)."""
     use_gpu = labeler == "transkun" and gpus > 0
     return ds.map_batches(
         LabelActor, batch_size=config.label_batch, batch_format="pandas",
         fn_constructor_kwargs={"labeler": labeler, "params": config.label_params, "spec": spec, "version": version,
                                "corpus": str(config.out), "work": str(config.work)},
-        num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else min(1.0, cpus / 2),
+        num_gpus=1 if use_gpu else 0, num_cpus=0,
         concurrency=gpus if use_gpu else max(1, cpus // 4))
 
 
@@ -158,7 +160,7 @@ def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: str, spec: 
     ds = ray.data.from_items([{"i": i} for i in range(len(rows))], override_num_blocks=max(1, len(rows)))
     # The memory request (a video's sampled frames and audio) also keeps Ray Data from
     # fusing this CPU stage into the transcriber actors, which would serialise it.
-    ds = ds.map(video_stage, num_cpus=min(1.0, cpus / 2), memory=VIDEO_STAGE_MEMORY)
+    ds = ds.map(video_stage, num_cpus=1, memory=VIDEO_STAGE_MEMORY)
     ds = label_stage(ds, config, labeler, spec, version, gpus, cpus)
     ds.materialize()
 

@@ -126,7 +126,8 @@ def _visual_and_audio(row: ManifestRow, media: Path, work: Path, corpus: Path, s
     config = FrameConfig(**{**asdict(config), "fps": fps})
     n_frames = int(round(info.duration_s * fps))
     silent = silent_frames(frame_rms(audio, rate, n_frames, fps), fps, config)
-    reference = reference_crop(frames, location.quad, config)
+    # The keyboard without hands: the median over the frames it was seen in.
+    reference = reference_crop([frames[i] for i in location.fitted] or frames, location.quad, config)
     counts = _write_frames(row.video_id, frame_pass(media, location.quad, reference, config, silent=silent,
                                                     start_s=row.start_s, end_s=row.end_s),
                            work / "frames" / f"{row.video_id}.parquet")
