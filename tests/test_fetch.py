@@ -65,7 +65,7 @@ def test_retry_failed_retries_only_what_failed(tmp_path, server):
     fetch_manifest(manifest, _options(cache))
     before = dict(server.hits)
     fetch_manifest(manifest, _options(cache), retry_failed=True)
-    assert server.hits[f"/video/clip.mp4"] == before["/video/clip.mp4"]
+    assert server.hits["/video/clip.mp4"] == before["/video/clip.mp4"]
     assert server.hits["/missing/clip.mp4"] > before["/missing/clip.mp4"]
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from curation.synth_audio import synthesize
 from curation.synthetic import performance_audio
-from labeling.events import AudioInputError, NoteEvent
+from labeling.events import AudioInputError
 from labeling.metrics import onset_scores
 from labeling.transcribers import label_spec, make_transcriber, resolve_labeler
 
