@@ -28,7 +28,8 @@ from curation.fetch import FetchOptions
 from labeling.transcribers import label_spec, label_version, resolve_labeler
 from manifests.loader import load_manifest
 from manifests.schema import ManifestRow
-from pipelines.shards import _atomic_json, write_frame_parts, write_label_parts, write_wds_shards
+from pipelines.atomic import atomic_json
+from pipelines.shards import write_frame_parts, write_label_parts, write_wds_shards
 from pipelines.stages import VideoSettings, label_videos, process_video
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ def assemble(config: BuildConfig, video_rows: list[dict], version: str, spec: di
                           config.rows_per_part)
     stats = write_label_version(config, video_rows, version, spec)
     stats["totals"] = summarise(video_rows)
-    _atomic_json(stats, corpus / "stats" / "summary.json")
+    atomic_json(stats, corpus / "stats" / "summary.json")
     return stats
 
 
@@ -210,7 +211,7 @@ def write_label_version(config: BuildConfig, video_rows: list[dict], version: st
                                   corpus / "stats" / "wds" / version, config.shard_samples, config.shard_bytes)
         stats["splits"][split] = {"videos": len(ids), "parquet_parts": len(frames_parts), "wds_shards": len(shards),
                                   "samples": sum(s["count"] for s in shards)}
-    _atomic_json({**spec, "label_version": version}, corpus / "labels" / version / "label.json")
+    atomic_json({**spec, "label_version": version}, corpus / "labels" / version / "label.json")
     _write_corpus_json(config, version, spec)
     return stats
 
@@ -230,7 +231,7 @@ def _write_corpus_json(config: BuildConfig, version: str, spec: dict) -> None:
         except Exception:
             packages[name] = None
     settings = asdict(config.settings)
-    _atomic_json({
+    atomic_json({
         "format": CORPUS_FORMAT,
         "created": previous.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": {"frames": settings["frames"], "locate_frames": settings["locate_frames"],
@@ -306,7 +307,7 @@ def relabel(config: BuildConfig, make_default: bool = False) -> dict:
     if make_default:
         data = json.loads((corpus / "corpus.json").read_text())
         data["default_label_version"] = version
-        _atomic_json(data, corpus / "corpus.json")
+        atomic_json(data, corpus / "corpus.json")
     notes = sum(json.loads((config.work / "labels" / version / f"{v['video_id']}.json").read_text()).get("n_notes", 0)
                 for v in videos)
     return {**stats, "label_version": version, "notes": notes, "seconds": round(time.perf_counter() - started, 1)}

@@ -19,21 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.atomic import atomic_json, atomic_parquet
 from pipelines.stages import FRAMES_SCHEMA, LABELS_SCHEMA
-
-
-def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    pq.write_table(table, part, compression="zstd")
-    os.replace(part, path)
-
-
-def _atomic_json(data, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(part, path)
 
 
 def _clear(folder: Path, pattern: str) -> None:
@@ -63,7 +50,7 @@ def write_frame_parts(sources: list[Path], folder: Path, rows_per_part: int) -> 
     paths = []
     for n, table in enumerate(_parts((pq.read_table(p, schema=FRAMES_SCHEMA) for p in sources), rows_per_part)):
         paths.append(folder / f"part-{n:05d}.parquet")
-        _atomic_parquet(table, paths[-1])
+        atomic_parquet(table, paths[-1])
     return paths
 
 
@@ -99,7 +86,7 @@ def write_label_parts(frames_parts: list[Path], sources: dict[str, Path], folder
     for n, table in enumerate(_frame_parts(frames_parts)):
         ids, frames = table.column("video_id").to_pylist(), table.column("frame").to_pylist()
         pieces = [labels.rows(v, frames[a:b]) for v, a, b in _runs(ids)]
-        _atomic_parquet(pa.concat_tables(pieces) if pieces else LABELS_SCHEMA.empty_table(),
+        atomic_parquet(pa.concat_tables(pieces) if pieces else LABELS_SCHEMA.empty_table(),
                         folder / f"part-{n:05d}.parquet")
     return len(frames_parts)
 
@@ -138,7 +125,7 @@ def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: 
         final = folder / f"{split}-{len(shards) - 1:06d}.tar"
         os.replace(final.with_name(final.name + ".part"), final)
         shards[-1]["bytes"] = final.stat().st_size
-        _atomic_json(shards[-1], stats_folder / f"{final.stem}_stats.json")
+        atomic_json(shards[-1], stats_folder / f"{final.stem}_stats.json")
 
     for sample in _samples(frames_parts, sources, split, version):
         size = sum(len(v) for k, v in sample.items() if k != "__key__")

@@ -27,6 +27,7 @@ from curation.frames import FrameConfig, frame_pass, frame_rms, reference_crop, 
 from curation.keyboard import KeyboardNotFound, locate_in_frames, manifest_crop_location, sample_frames
 from curation.probe import ProbeError, probe, sha256_file
 from manifests.schema import ManifestRow
+from pipelines.atomic import atomic_json, atomic_parquet
 
 AUDIO_RATE = 44100
 
@@ -46,20 +47,6 @@ class VideoSettings:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    pq.write_table(table, part)
-    os.replace(part, path)
-
-
-def _write_json(data: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(part, path)
 
 
 class VideoFailure(Exception):
@@ -90,7 +77,7 @@ def process_video(row: ManifestRow, work: Path, corpus: Path, fetch: FetchOption
     except Exception as error:  # a bug or an unforeseen input: the run goes on, the row says what
         result["error_class"] = "other"
         result["error"] = f"other: {type(error).__name__}: {error} | {traceback.format_exc(limit=3)[-600:]}"
-    _write_json({**result, "settings": settings.digest()}, work / "videos" / f"{row.video_id}.json")
+    atomic_json({**result, "settings": settings.digest()}, work / "videos" / f"{row.video_id}.json")
     return result
 
 
@@ -170,7 +157,7 @@ def label_videos(rows: list[dict], transcriber, spec: dict, version: str, corpus
             ready.append(row)
         except NoAudioError as error:
             row_result = {"video_id": row["video_id"], "label_status": "failed", "label_error": str(error)}
-            _write_json(row_result, work / "labels" / version / f"{row['video_id']}.json")
+            atomic_json(row_result, work / "labels" / version / f"{row['video_id']}.json")
     results = transcriber.transcribe_batch(clips) if clips else []
     summaries = []
     for row, result in zip(ready, results):
@@ -182,8 +169,8 @@ def label_videos(rows: list[dict], transcriber, spec: dict, version: str, corpus
             "frame_roll": list(rolls.frame), "onset_roll": list(rolls.onset), "offset_roll": list(rolls.offset),
             "velocity": list(rolls.velocity)}, schema=LABELS_SCHEMA)
         write_midi(notes, corpus / "labels" / version / "midi" / f"{row['video_id']}.mid", result.pedal)
-        _write_parquet(table, work / "labels" / version / f"{row['video_id']}.parquet")
+        atomic_parquet(table, work / "labels" / version / f"{row['video_id']}.parquet")
         summary = {"video_id": row["video_id"], "label_status": "ok", "n_notes": len(notes)}
-        _write_json(summary, work / "labels" / version / f"{row['video_id']}.json")
+        atomic_json(summary, work / "labels" / version / f"{row['video_id']}.json")
         summaries.append(summary)
     return summaries
