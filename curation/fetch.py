@@ -158,8 +158,7 @@ def resolve_source(url: str, cache: Path) -> str:
         return url
     if parsed.scheme != "synth":
         return url
-    from curation.synthetic import SynthConfig, make_video  # only the demo and tests need it
-    import numpy as np
+    from curation.synthetic import SynthConfig, indexed_video_name, make_indexed_video  # the demo and tests
 
     try:
         seed, index = int(parsed.netloc), int(parsed.path.strip("/") or 0)
@@ -169,12 +168,11 @@ def resolve_source(url: str, cache: Path) -> str:
                              cut=None if "cut" not in query else query["cut"] not in ("0", "false"))
     except ValueError as error:
         raise FetchFailure("other", f"bad synth URL {url!r}: {error}") from None
-    name = f"synth-{seed}-{index:03d}"
     out = cache / ".synth"
+    name = indexed_video_name(seed, index)
     mp4 = out / f"{name}.mp4"
     if not (mp4.is_file() and (out / f"{name}.json").is_file()):
-        video_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-        make_video(out, name, video_seed, config)
+        make_indexed_video(out, seed, index, config)
     return mp4.resolve().as_uri()
 
 

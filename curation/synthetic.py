@@ -259,16 +259,24 @@ def _truth(name, seed, config, style, renderer, segments, kind, audio_source, mi
     }
 
 
+def indexed_video_name(seed: int, index: int) -> str:
+    return f"synth-{seed}-{index:03d}"
+
+
+def make_indexed_video(out_dir: Path, seed: int, index: int, config: SynthConfig = SynthConfig()) -> Path:
+    """Video `index` of `seed`, named synth-SEED-III and drawn from the seed pair (seed, index)."""
+    video_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+    return make_video(out_dir, indexed_video_name(seed, index), video_seed, config)
+
+
 def make_videos(out_dir: Path, n: int, seed: int, config: SynthConfig = SynthConfig(),
                 progress: Callable[[str], None] | None = None) -> list[Path]:
-    """`n` videos named synth-SEED-III; video i is drawn from the seed pair (seed, i)."""
+    """Videos 0..n-1 of `seed` (see make_indexed_video)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     paths = []
     for i in range(n):
-        name = f"synth-{seed}-{i:03d}"
-        video_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        paths.append(make_video(out_dir, name, video_seed, config))
+        paths.append(make_indexed_video(out_dir, seed, i, config))
         if progress:
-            progress(name)
+            progress(indexed_video_name(seed, i))
     return paths
