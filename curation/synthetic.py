@@ -157,29 +157,25 @@ def performance_audio(seed: int, seconds: float, sample_rate: int = 44100, fps: 
     return audio, notes, source
 
 
-def _write_mp4(path: Path, frames, n_frames: int, fps: int, audio: np.ndarray, sample_rate: int, crf: int) -> None:
+def _write_mp4(path: Path, frames, config: SynthConfig, audio: np.ndarray) -> None:
     """H.264 + AAC mp4 via PyAV, audio interleaved with video; written to .part, then renamed."""
     part = path.with_name(path.name + ".part")
+    fps, rate = config.fps, config.sample_rate
     with av.open(str(part), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps)
-        first = None
-        sound = container.add_stream("aac", rate=sample_rate, layout="mono")
-        samples_per_frame = sample_rate / fps
+        video.width, video.height, video.pix_fmt = config.width, config.height, "yuv420p"
+        # A keyframe every 2 s, as YouTube's encodes have.
+        video.options = {"crf": str(config.crf), "preset": "veryfast", "g": str(2 * fps)}
+        sound = container.add_stream("aac", rate=rate, layout="mono")
         audio_pos = 0
         for k, frame in enumerate(frames):
-            if first is None:
-                first = frame
-                video.height, video.width = frame.shape[:2]
-                video.pix_fmt = "yuv420p"
-                # A keyframe every 2 s, as YouTube's encodes have.
-                video.options = {"crf": str(crf), "preset": "veryfast", "g": str(2 * fps)}
             vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
             vf.pts = k
             container.mux(video.encode(vf))
-            audio_end = min(len(audio), int(round((k + 1) * samples_per_frame)))
+            audio_end = min(len(audio), int(round((k + 1) * rate / fps)))
             if audio_end > audio_pos:
                 af = av.AudioFrame.from_ndarray(audio[None, audio_pos:audio_end], format="fltp", layout="mono")
-                af.sample_rate, af.pts = sample_rate, audio_pos
+                af.sample_rate, af.pts = rate, audio_pos
                 container.mux(sound.encode(af))
                 audio_pos = audio_end
         container.mux(video.encode(None))
@@ -227,7 +223,7 @@ def make_video(out_dir: Path, name: str, seed: int, config: SynthConfig = SynthC
 
     audio, audio_source = synthesize(midi, n_frames / fps, config.sample_rate, config.audio)
     audio = _silence_outside(audio, segments, fps, config.sample_rate)
-    _write_mp4(out_dir / f"{name}.mp4", frames(), n_frames, fps, audio, config.sample_rate, config.crf)
+    _write_mp4(out_dir / f"{name}.mp4", frames(), config, audio)
     midi.write(str(out_dir / f"{name}.mid"))
     truth = _truth(name, seed, config, style, renderer, segments, kind, audio_source, midi)
     truth_path = out_dir / f"{name}.json"
