@@ -36,3 +36,24 @@ def frame_scores(reference: np.ndarray, estimate: np.ndarray) -> dict:
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     accuracy = tp / (tp + fp + fn) if tp + fp + fn else 1.0
     return {"precision": precision, "recall": recall, "accuracy": accuracy, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
+def frame_scores_per_frame(reference: np.ndarray, estimate: np.ndarray) -> dict:
+    """Audeo's frame metrics: precision, recall, accuracy (TP/(TP+FP+FN)) and F1 computed
+    for each frame over its keys, then averaged over frames; a score whose denominator is
+    zero counts 1.0 (sklearn's average='samples', zero_division=1), so a frame where both
+    rolls are empty scores 1.0 on all four and the averages rise with silence."""
+    reference, estimate = np.asarray(reference, bool), np.asarray(estimate, bool)
+    tp = (reference & estimate).sum(axis=1)
+    fp = (~reference & estimate).sum(axis=1)
+    fn = (reference & ~estimate).sum(axis=1)
+
+    def mean_ratio(numerator: np.ndarray, denominator: np.ndarray) -> float:
+        if len(numerator) == 0:
+            return float("nan")
+        safe = np.where(denominator == 0, 1, denominator)
+        return float(np.where(denominator == 0, 1.0, numerator / safe).mean())
+
+    return {"precision": mean_ratio(tp, tp + fp), "recall": mean_ratio(tp, tp + fn),
+            "accuracy": mean_ratio(tp, tp + fp + fn), "f1": mean_ratio(2 * tp, 2 * tp + fp + fn),
+            "frames": int(len(tp))}

@@ -43,6 +43,7 @@ VIDEOS_SCHEMA = pa.schema([
     ("n_kept", pa.int32()), ("n_no_keyboard", pa.int32()), ("n_silent", pa.int32()), ("n_outside_range", pa.int32()),
     ("kb_x0", pa.int32()), ("kb_y0", pa.int32()), ("kb_x1", pa.int32()), ("kb_y1", pa.int32()),
     ("kb_quad", pa.list_(pa.float64(), 8)), ("kb_score", pa.float64()), ("kb_source", pa.string()),
+    ("kb_located_iou", pa.float64()),
     ("source_sha256", pa.string()), ("label_status", pa.string()), ("n_notes", pa.int32()),
 ])
 
@@ -64,6 +65,7 @@ class BuildConfig:
     address: str | None = None  # join a cluster (or $RAY_ADDRESS)
     label_batch: int = 4  # videos per transcriber call
     fetch: dict = field(default_factory=dict)  # FetchOptions fields
+    manifest: str | None = None  # the manifest built from (recorded in corpus.json; the audit reads it)
 
     @property
     def work(self) -> Path:
@@ -237,6 +239,7 @@ def _write_corpus_json(config: BuildConfig, version: str, spec: dict) -> None:
         "config": {"frames": settings["frames"], "locate_frames": settings["locate_frames"],
                    "settings_digest": config.settings.digest(), "rows_per_part": config.rows_per_part,
                    "shard_samples": config.shard_samples, "shard_bytes": config.shard_bytes},
+        "manifest": config.manifest or previous.get("manifest"),
         "label_versions": versions,
         "default_label_version": previous.get("default_label_version") or version,
         "python": platform.python_version(),
@@ -261,6 +264,7 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
     """Build (or resume) the corpus; returns the stats written to stats/summary.json."""
     manifest = load_manifest(manifest_path)
     rows = list(manifest.rows)
+    config.manifest = str(Path(manifest.path).resolve())
     config.out.mkdir(parents=True, exist_ok=True)
     labeler = _resolve_labeler_for_cluster(config)
     fps = config.settings.frames.fps

@@ -269,13 +269,19 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_build)
 
 
+def _size(text: str, flag: str) -> tuple[int, int]:
+    """WxH -> (H, W), the order the frame pass, the readers and the model take."""
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        raise ValueError(f"{flag} {text!r}: expected WxH, e.g. 900x100")
+    return int(height), int(width)
+
+
 def _frame_config(args: argparse.Namespace):
     from curation.frames import FrameConfig
 
-    width, _, height = args.crop_size.lower().partition("x")
-    if not (width.isdigit() and height.isdigit()):
-        raise ValueError(f"--crop-size {args.crop_size!r}: expected WxH, e.g. 900x100")
-    return FrameConfig(fps=args.fps, crop_width=int(width), crop_height=int(height))
+    height, width = _size(args.crop_size, "--crop-size")
+    return FrameConfig(fps=args.fps, crop_width=width, crop_height=height)
 
 
 def print_summary(stats: dict, out: Path) -> None:
@@ -338,6 +344,138 @@ def _run_relabel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the Video2Roll-style model on a corpus's shards",
+                       description="Train on CORPUS's train split into the run folder OUT; evaluate after each "
+                                   "epoch; re-running with the same OUT resumes after its last epoch.")
+    p.add_argument("corpus", type=Path, metavar="CORPUS")
+    p.add_argument("--out", type=Path, required=True, metavar="RUN")
+    p.add_argument("--label-version", help="label version to learn (default: the corpus's default)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs in all, counting resumed ones (default 10)")
+    p.add_argument("--keys", choices=["88", "audeo51"], default="88",
+                   help="all 88 keys, or Audeo's 51 (MIDI 36..86) (default 88)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threshold", type=float, default=0.4, help="decision threshold on sigmoid outputs (Audeo: 0.4)")
+    p.add_argument("--input-size", default="900x100", metavar="WxH", help="network input (default 900x100, Audeo's)")
+    p.add_argument("--head", choices=["keys", "global"], default="keys",
+                   help="read each key at its columns with shared detectors (default), or pool globally as Audeo")
+    p.add_argument("--reader", choices=["wds", "parquet"], default="wds", help="shards to read (default wds)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers (default 1)")
+    p.add_argument("--shuffle-buffer", type=int, default=1000, help="samples (default 1000)")
+    p.add_argument("--balanced", action="store_true", help="Audeo's sampler: draw a key, then a frame where it sounds")
+    p.add_argument("--eval-split", action="append", default=[], metavar="SPLIT",
+                   help="split(s) evaluated after each epoch (default: valid if present, else test)")
+    p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (checkpointed)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1...")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train
+
+    config = TrainConfig(corpus=str(args.corpus), out=str(args.out), label_version=args.label_version,
+                         keys=args.keys, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         threshold=args.threshold, size=_size(args.input_size, "--input-size"), head=args.head, reader=args.reader,
+                         workers=args.workers, shuffle_buffer=args.shuffle_buffer, balanced=args.balanced,
+                         eval_splits=args.eval_split, max_minutes=args.max_minutes, device=args.device,
+                         seed=args.seed)
+    history = train(config)
+    if history:
+        last = history[-1]
+        print(f"run: {args.out} ({len(history)} epochs, label version {config.label_version}); "
+              f"last checkpoint {args.out / 'last.pt'}")
+        for split, m in last["eval"].items():
+            print(f"  {split}: frame F1 {m['f1']:.3f} summed, {m['audeo_f1']:.3f} Audeo per-frame")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="frame-level precision/recall/accuracy/F1 of a checkpoint on a corpus",
+                       description="Evaluate CKPT on CORPUS's splits: Audeo's per-frame averaged metrics and the "
+                                   "summed ones, per split and overall; writes them as JSON.")
+    p.add_argument("corpus", type=Path, metavar="CORPUS")
+    p.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT")
+    p.add_argument("--split", action="append", default=[], metavar="SPLIT", help="(repeatable; default test)")
+    p.add_argument("--label-version", help="reference labels (default: the checkpoint's)")
+    p.add_argument("--threshold", type=float, help="decision threshold (default: the checkpoint's, 0.4)")
+    p.add_argument("--reader", choices=["wds", "parquet"], default="wds")
+    p.add_argument("--json", type=Path, metavar="OUT", help="where to write the metrics (default CKPT.eval.json)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from training.train import evaluate, load_checkpoint, pick_device
+
+    device = pick_device(args.device)
+    model, checkpoint = load_checkpoint(args.checkpoint, device)
+    threshold = args.threshold if args.threshold is not None else checkpoint["threshold"]
+    result = evaluate(model, args.corpus, args.split or ["test"], device=device, reader=args.reader,
+                      label_version=args.label_version or checkpoint["label_version"], keys=checkpoint["keys"],
+                      threshold=threshold)
+    result["checkpoint"] = str(args.checkpoint)
+    out = args.json or args.checkpoint.with_suffix(".eval.json")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{args.checkpoint} on {args.corpus} (labels {result['label_version']}, keys {result['keys']}, "
+          f"threshold {threshold:g})")
+    print(f"  {'split':8s} {'frames':>7s}   {'P':>5s} {'R':>5s} {'Acc':>5s} {'F1':>5s}  (Audeo per-frame)"
+          f"   {'P':>5s} {'R':>5s} {'Acc':>5s} {'F1':>5s}  (summed)")
+    for name, m in [*result["splits"].items(), ("overall", result["overall"])]:
+        a, s = m["audeo"], m["summed"]
+        print(f"  {name:8s} {m['frames']:7d}   {a['precision']:.3f} {a['recall']:.3f} {a['accuracy']:.3f} "
+              f"{a['f1']:.3f}                     {s['precision']:.3f} {s['recall']:.3f} {s['accuracy']:.3f} "
+              f"{s['f1']:.3f}")
+    print(f"  -> {out}")
+    return 0
+
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="statistics, checks and an HTML report of a corpus",
+                       description="Write CORPUS/stats/audit.json and a self-contained CORPUS/stats/report.html "
+                                   "(splits, published figures, label statistics, per-video flags, checks) and "
+                                   "print a short summary.")
+    p.add_argument("corpus", type=Path, metavar="CORPUS")
+    p.add_argument("--label-version", help="labels to describe (default: the corpus's default)")
+    p.add_argument("--compare", metavar="V2", help="also measure how far label version V2 agrees with them")
+    p.add_argument("--manifest", help="manifest for published figures (default: the one the corpus was built from)")
+    p.set_defaults(run=_run_audit)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from pipelines.audit import audit
+    from pipelines.report import write_report
+
+    result = audit(args.corpus, args.label_version, args.compare, args.manifest)
+    json_path, html_path = write_report(result, args.corpus)
+    overall, labels = result["splits"]["overall"], result["labels"]["overall"]
+    failed = ", ".join(f"{n} {c}" for c, n in sorted(overall["failed"].items())) or "none"
+    print(f"corpus: {args.corpus} (labels {result['label_version']})")
+    print(f"  videos   {overall['ok']} ok of {overall['videos']}; failed: {failed}")
+    print(f"  frames   {overall['frames']} decoded, {overall['kept']} kept ({_percent(overall['kept_ratio'])}); "
+          + ", ".join(f"{n} {r}" for r, n in overall["dropped"].items()))
+    print(f"  labels   {labels['notes']} notes, {labels['notes_per_s'] or 0:.2f}/s; "
+          f"{_percent(labels['no_key_share'])} of kept frames with no key down; "
+          f"{len(labels['keys_never_seen'])} keys never down")
+    flags = ", ".join(f"{n} {f}" for f, n in sorted(result["flags"].items())) or "none"
+    print(f"  flags    {flags}")
+    print(f"  checks   {len(result['checks'])} problem(s)" + "".join(
+        f"\n           {c['check']}: {c['where']} ({c['detail']})" for c in result["checks"]))
+    if "compare" in result:
+        c = result["compare"]["overall"]
+        print(f"  compare  {args.compare} vs {result['label_version']}: frame F1 {c['frame_f1']:.3f}, "
+              f"mean onset F1 {c['onset_f1_mean'] if c['onset_f1_mean'] is not None else float('nan'):.3f}")
+    print(f"  wrote    {json_path}, {html_path}")
+    return 0
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f} %"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pianocorpus", description="Clean, sharded, labelled corpora from top-view piano videos.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -348,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_locate(sub)
     _add_build(sub)
     _add_relabel(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_audit(sub)
     return parser
 
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from curation.audio import NoAudioError, load_audio, write_flac
 from curation.fetch import FetchOptions, fetch_video
 from curation.frames import FrameConfig, frame_pass, frame_rms, reference_crop, silent_frames
-from curation.keyboard import KeyboardNotFound, locate_in_frames, manifest_crop_location, sample_frames
+from curation.keyboard import KeyboardNotFound, locate_in_frames, manifest_crop_location, quad_iou, sample_frames
 from curation.probe import ProbeError, probe, sha256_file
 from manifests.schema import ManifestRow
 from pipelines.atomic import atomic_json, atomic_parquet
@@ -60,7 +60,7 @@ def base_row(row: ManifestRow) -> dict:
             "error_class": None, "error": None, "duration_s": None, "fps": None, "width": None, "height": None,
             "n_frames": 0, "n_kept": 0, "n_no_keyboard": 0, "n_silent": 0, "n_outside_range": 0,
             "kb_x0": None, "kb_y0": None, "kb_x1": None, "kb_y1": None, "kb_quad": None, "kb_score": None,
-            "kb_source": None, "source_sha256": None}
+            "kb_source": None, "kb_located_iou": None, "source_sha256": None}
 
 
 def process_video(row: ManifestRow, work: Path, corpus: Path, fetch: FetchOptions, settings: VideoSettings) -> dict:
@@ -98,6 +98,7 @@ def _visual_and_audio(row: ManifestRow, media: Path, work: Path, corpus: Path, s
     try:
         if row.crop is not None:
             location = manifest_crop_location(row.crop_quad, row.crop_frame, (info.width, info.height))
+            result["kb_located_iou"] = _located_iou(frames, location.quad, (info.height, info.width))
         else:
             location = locate_in_frames(frames, row.video_id)
     except KeyboardNotFound as failure:
@@ -122,6 +123,16 @@ def _visual_and_audio(row: ManifestRow, media: Path, work: Path, corpus: Path, s
         raise VideoFailure("corrupt", f"{media.name}: no frames decoded")
     write_flac(corpus / "audio" / f"{row.video_id}.flac", audio, rate)
     result.update(fps=fps, **counts)
+
+
+def _located_iou(frames: list[np.ndarray], manifest_quad, shape: tuple[int, int]) -> float | None:
+    """How well a manifest crop agrees with where the locator finds the keyboard (IoU of
+    the two quads; None when the locator finds none): the audit flags crops far off."""
+    try:
+        located = locate_in_frames(frames)
+    except KeyboardNotFound:
+        return None
+    return round(quad_iou(manifest_quad, located.quad, shape), 4)
 
 
 def _write_frames(video_id: str, batches, path: Path) -> dict:

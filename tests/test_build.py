@@ -24,70 +24,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.keyboard import quad_iou
-from curation.synthetic import SynthConfig, make_video
 from labeling.metrics import frame_scores
 from labeling.midi import read_midi
 from labeling.rolls import rolls_for_frames
-from tests.loopback import MediaServer
-
-GOOD = {"vid-a": ("train", 31), "vid-b": ("train", 32), "vid-c": ("test", 33)}
-
-
-def _video_only(path: Path, frames: list[np.ndarray], audio: bool = False) -> None:
-    """A small H.264 mp4, with a quiet tone as audio when asked (else no audio stream)."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=25)
-        video.height, video.width = frames[0].shape[:2]
-        video.pix_fmt = "yuv420p"
-        sound = container.add_stream("aac", rate=44100, layout="mono") if audio else None
-        for k, frame in enumerate(frames):
-            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
-            if sound is not None:
-                tone = (0.1 * np.sin(np.arange(1764) * 2 * np.pi * 440 / 44100)).astype(np.float32)
-                chunk = av.AudioFrame.from_ndarray(tone[None], format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = 44100, k * 1764
-                container.mux(sound.encode(chunk))
-        container.mux(video.encode(None))
-        if sound is not None:
-            container.mux(sound.encode(None))
+from tests.conftest import GOOD
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    media = tmp_path_factory.mktemp("media")
-    truths = {}
-    for name, (_, seed) in GOOD.items():
-        truths[name] = json.loads(make_video(media, name, seed, SynthConfig(seconds=6, width=640, height=360)).read_text())
-    (media / "corrupt.mp4").write_bytes(os.urandom(20000))
-    _video_only(media / "silentfilm.mp4", [np.full((180, 320, 3), 90, np.uint8)] * 25)
-    rng = np.random.default_rng(1)
-    _video_only(media / "noise.mp4", [rng.integers(0, 255, (180, 320, 3), np.uint8) for _ in range(25)], audio=True)
-    files = {f"{n}.mp4": media / f"{n}.mp4" for n in list(GOOD) + ["corrupt", "silentfilm", "noise"]}
-    with MediaServer(files) as server:
-        manifest = media / "manifest.csv"
-        rows = [f"{n},{server.url('video', n + '.mp4')},train" if GOOD[n][0] == "train" else
-                f"{n},{server.url('video', n + '.mp4')},test" for n in GOOD]
-        rows += [f"gone,{server.url('missing', 'x.mp4')},train", f"broken,{server.url('video', 'corrupt.mp4')},test",
-                 f"mute,{server.url('video', 'silentfilm.mp4')},train", f"nokeys,{server.url('video', 'noise.mp4')},test"]
-        manifest.write_text("video_id,url,split\n" + "\n".join(rows) + "\n")
-        yield manifest, truths, media
-
-
-@pytest.fixture(scope="module")
-def corpus(served, tmp_path_factory):
-    import ray
-
-    from pipelines.build import BuildConfig, build
-
-    manifest, _, _ = served
-    out = tmp_path_factory.mktemp("corpus") / "c"
-    config = BuildConfig(out=out, cache=out.parent / "cache", labeler="basic-pitch", num_cpus=2,
-                         rows_per_part=200, shard_samples=150, fetch={"retries": 0, "socket_timeout_s": 5})
-    stats = build(manifest, config)
-    ray.shutdown()
-    return out, stats
+def corpus(built_corpus):
+    return built_corpus
 
 
 def _tree_digest(root: Path, skip=(".work", ".cache")) -> dict[str, str]:

@@ -1,0 +1,197 @@
+"""The audit's outputs: stats/audit.json and a self-contained stats/report.html.
+
+The HTML needs nothing but the file: plots are PNGs (matplotlib, Agg) embedded as data
+URIs, the style is inline, there is no script.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from curation.piano import key_layout
+from pipelines.atomic import atomic_json
+
+STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
+h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.flag{color:#b00;font-weight:600}.ok{color:#070}
+img{max-width:100%;border:1px solid #eee;margin:6px 0}"""
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _table(header: list[str], rows: list[list], left: int = 1) -> str:
+    head = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>' for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{c}</td>' for i, c in enumerate(r))
+                   + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _frames_plot(splits: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    names = [s for s in splits if s != "overall"]
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(names)))
+    left = np.zeros(len(names))
+    for label, values, colour in [("kept", [splits[s]["kept"] for s in names], "#4c9a2a")] + [
+            (r, [splits[s]["dropped"][r] for s in names], c)
+            for r, c in zip(("no_keyboard", "silent", "outside_range"), ("#c44", "#e9a23b", "#888"))]:
+        ax.barh(names, values, left=left, label=label, color=colour)
+        left += values
+    ax.set_xlabel("frames")
+    ax.set_title("Frames kept and dropped, by reason")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return _png(fig)
+
+
+def _keys_plot(values: list, title: str, ylabel: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 2.6))
+    black = key_layout().black
+    ax.bar(np.arange(21, 109), values, color=np.where(black, "#333", "#9bb7d4"), width=0.9)
+    ax.set_xlim(20, 109)
+    ax.set_xlabel("MIDI key (21 = A0, 108 = C8; dark bars are black keys)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _png(fig)
+
+
+def _histograms_plot(labels: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 2.8))
+    poly = labels["polyphony"]
+    axes[0].bar(range(len(poly)), poly, color="#6a8caf")
+    axes[0].set_xticks(range(len(poly)), [str(i) for i in range(len(poly) - 1)] + [f"{len(poly) - 1}+"])
+    axes[0].set_title("Keys down per kept frame")
+    durations = labels["duration_histogram"]
+    edges = durations["edges_s"]
+    names = [f"<{edges[i + 1]:g}" if edges[i + 1] != float("inf") else f">{edges[i]:g}" for i in range(len(edges) - 1)]
+    axes[1].bar(range(len(names)), durations["counts"], color="#8a6aaf")
+    axes[1].set_xticks(range(len(names)), names, rotation=45, fontsize=8)
+    axes[1].set_title("Note durations (s)")
+    axes[2].bar(range(128), labels["velocity_histogram"], color="#af8a6a", width=1.0)
+    axes[2].set_title("Note velocities")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _splits_section(result: dict) -> str:
+    rows = []
+    for split, s in result["splits"].items():
+        failed = ", ".join(f"{n} {c}" for c, n in sorted(s["failed"].items())) or "none"
+        rows.append([split, s["videos"], s["ok"], html.escape(failed), f"{s['hours']:.3f}", s["frames"], s["kept"],
+                     *[s["dropped"][r] for r in ("no_keyboard", "silent", "outside_range")], _fmt(s["kept_ratio"])])
+    return _table(["split", "videos", "ok", "failed by class", "hours", "frames", "kept", "no_keyboard", "silent",
+                   "outside_range", "kept ratio"], rows) + _frames_plot(result["splits"])
+
+
+def _published_section(published: dict) -> str:
+    if not published:
+        return "<p>No published figures apply to this corpus's datasets.</p>"
+    parts = []
+    for dataset, splits in published.items():
+        if dataset == "midi_durations":
+            continue
+        rows = [[split, f["ours"]["videos"], f["published"]["videos"], f["ours"]["minutes"], f["published"]["minutes"],
+                 f["ours"]["frames"], f["published"]["frames"]] for split, f in splits.items()]
+        parts.append(f"<h3>{html.escape(dataset)}</h3>" + _table(
+            ["split", "videos", "published", "minutes", "published", "frames", "published"], rows))
+    if "midi_durations" in published:
+        d = published["midi_durations"]
+        parts.append(f"<h3>Video vs published MIDI durations ({d['videos']} videos; median |difference| "
+                     f"{d['median_abs_difference_s']:.2f} s)</h3>" + _table(
+            ["video", "ours (s)", "MIDI (s)", "difference (s)"],
+            [[html.escape(r["video_id"]), _fmt(r["duration_s"], 2), _fmt(r["midi_duration_s"], 2),
+              _fmt(r["difference_s"], 2)] for r in d["rows"]]))
+    return "".join(parts)
+
+
+def _labels_section(labels: dict) -> str:
+    rows = [[split, s["notes"], _fmt(s["notes_per_s"], 2), s["kept_frames"], _fmt(s["no_key_share"]),
+             len(s["keys_never_seen"])] for split, s in labels.items()]
+    overall = labels["overall"]
+    return (_table(["split", "notes", "notes/s", "kept frames", "share with no key down", "keys never seen"], rows)
+            + _keys_plot(overall["pitch_histogram"], "Notes per key (all splits)", "notes")
+            + _histograms_plot(overall)
+            + "".join(f"<p>Keys never down in a kept frame of <b>{html.escape(split)}</b>: "
+                      f"{html.escape(', '.join(map(str, s['keys_never_seen'])) or 'none')}</p>"
+                      for split, s in labels.items() if split != "overall"))
+
+
+def _videos_section(videos: list[dict]) -> str:
+    rows = []
+    for v in videos:
+        flags = ", ".join(v["flags"])
+        status = v["status"] if v["status"] == "ok" else f"{v['status']} ({v['error_class']})"
+        rows.append([html.escape(v["video_id"]), html.escape(v["split"]), html.escape(status), _fmt(v["duration_s"], 1),
+                     _fmt(v.get("audio_s"), 1), v["n_frames"], v["n_kept"], _fmt(v.get("drop_ratio"), 2),
+                     _fmt(v["kb_score"], 2), _fmt(v["kb_source"]), _fmt(v["kb_located_iou"], 2), _fmt(v["n_notes"]),
+                     f'<span class="flag">{html.escape(flags)}</span>' if flags else '<span class="ok">-</span>'])
+    return _table(["video", "split", "status", "video s", "audio s", "frames", "kept", "drop ratio", "kb score",
+                   "kb source", "crop IoU", "notes", "flags"], rows, left=3)
+
+
+def _checks_section(checks: list[dict]) -> str:
+    if not checks:
+        return '<p class="ok">No duplicate ids or sources, no source in two splits, every frame has its labels and every label its frame.</p>'
+    return _table(["check", "where", "count", "detail"],
+                  [[f'<span class="flag">{html.escape(c["check"])}</span>', html.escape(c["where"]), c["count"],
+                    html.escape(c["detail"])] for c in checks], left=2)
+
+
+def _compare_section(compare: dict) -> str:
+    rows = [[split, s["frames"], _fmt(s["frame_f1"]), _fmt(s["onset_f1_mean"])]
+            for split, s in [*compare["splits"].items(), ("overall", compare["overall"])]]
+    worst = np.argsort(compare["overall"]["key_disagreement"])[::-1][:5]
+    return (f"<p>Reference <b>{html.escape(compare['reference'])}</b>, compared <b>{html.escape(compare['other'])}</b>.</p>"
+            + _table(["split", "kept frames", "frame F1", "mean onset F1 (per video)"], rows)
+            + _keys_plot(compare["overall"]["key_disagreement"], "Share of kept frames where the versions disagree",
+                         "share")
+            + "<p>Most disagreement: " + ", ".join(f"MIDI {21 + k} ({compare['overall']['key_disagreement'][k]:.3f})"
+                                                   for k in worst) + "</p>")
+
+
+def render_html(result: dict) -> str:
+    sections = [("Splits", _splits_section(result)), ("Published figures", _published_section(result["published"])),
+                ("Labels (" + html.escape(result["label_version"]) + ")", _labels_section(result["labels"])),
+                ("Videos", _videos_section(result["videos"])), ("Checks", _checks_section(result["checks"]))]
+    if "compare" in result:
+        sections.append(("Label versions compared", _compare_section(result["compare"])))
+    body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections)
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Audit of {html.escape(result["corpus"])}'
+            f'</title><style>{STYLE}</style></head><body><h1>Audit of {html.escape(result["corpus"])}</h1>{body}</body></html>')
+
+
+def write_report(result: dict, corpus: Path) -> tuple[Path, Path]:
+    """stats/audit.json and stats/report.html, each written whole then renamed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    json_path, html_path = corpus / "stats" / "audit.json", corpus / "stats" / "report.html"
+    atomic_json(result, json_path)
+    part = html_path.with_name(html_path.name + ".part")
+    part.write_text(render_html(result), encoding="utf-8")
+    part.replace(html_path)
+    return json_path, html_path

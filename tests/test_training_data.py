@@ -1,0 +1,120 @@
+"""The training readers on a corpus written by the project's shard writers from frames with
+known content: exact samples, no sample across videos or dropped frames, the same samples
+from both readers, every sample exactly once across ranks and workers."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tests.handmade_corpus import VERSION, expected_windows, grey_of, keys_of, video_index, write_corpus
+from training.data import count_windows, open_split
+
+# Video "b" has a dropped gap and a 3-frame run (too short for a window); "c" has only
+# 4 kept frames; with 7 samples a shard and 9 rows a part, videos straddle shards.
+VIDEOS = {
+    "a": ("train", [True] * 23),
+    "b": ("train", [True] * 9 + [False] * 2 + [True] * 3 + [False] + [True] * 12),
+    "c": ("train", [False] * 3 + [True] * 4),
+    "d": ("test", [True] * 11),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("handmade") / "c", VIDEOS)
+
+
+def _check_sample(sample: dict) -> None:
+    """The 5 frames are t-2..t+2 of the sample's own video, and the roll is frame t's."""
+    video, t = sample["video_id"], int(sample["frame"])
+    index = video_index(VIDEOS, video)
+    greys = sample["frames"][:, :50].float().mean(dim=(1, 2)).numpy()
+    assert np.abs(greys - [grey_of(index, t + d) for d in range(-2, 3)]).max() < 2, (video, t, greys)
+    assert np.flatnonzero(sample["roll"].numpy()).tolist() == sorted(keys_of(t, index))
+
+
+@pytest.mark.parametrize("reader", ["wds", "parquet"])
+def test_reader_yields_exactly_the_expected_windows(corpus, reader):
+    assert len(list((corpus / "wds" / VERSION / "train").glob("*.tar"))) >= 4  # videos straddle shards
+    for split in ("train", "test"):
+        samples = list(open_split(corpus, split, reader))
+        assert [(s["video_id"], s["frame"]) for s in samples] == expected_windows(VIDEOS, split)
+        assert count_windows(corpus, split) == len(samples)
+        for sample in samples:
+            assert sample["frames"].shape == (5, 100, 900) and sample["frames"].dtype == torch.uint8
+            _check_sample(sample)
+
+
+def test_both_readers_give_the_same_samples(corpus):
+    wds = list(open_split(corpus, "train", "wds"))
+    parquet = list(open_split(corpus, "train", "parquet"))
+    assert len(wds) == len(parquet) > 0
+    for a, b in zip(wds, parquet):
+        assert (a["video_id"], a["frame"]) == (b["video_id"], b["frame"])
+        assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["roll"], b["roll"])
+
+
+@pytest.mark.parametrize("reader", ["wds", "parquet"])
+def test_ranks_and_workers_share_the_samples_without_loss_or_repeats(corpus, reader):
+    seen = []
+    for rank in range(2):
+        dataset = open_split(corpus, "train", reader, rank=rank, world_size=2)
+        for batch in DataLoader(dataset, batch_size=4, num_workers=2):
+            seen += list(zip(batch["video_id"], batch["frame"].tolist()))
+    assert sorted(seen) == sorted(expected_windows(VIDEOS, "train"))
+
+
+def test_shuffle_buffer_reorders_the_same_samples_per_epoch(corpus):
+    plain = [(s["video_id"], s["frame"]) for s in open_split(corpus, "train")]
+    dataset = open_split(corpus, "train", shuffle_buffer=8, seed=3)
+    first = [(s["video_id"], s["frame"]) for s in dataset]
+    again = [(s["video_id"], s["frame"]) for s in dataset]
+    dataset.set_epoch(1)
+    other = [(s["video_id"], s["frame"]) for s in dataset]
+    assert sorted(first) == sorted(plain) == sorted(other)
+    assert first != plain and first == again and other != first
+    for sample in dataset:
+        _check_sample(sample)
+
+
+def test_balanced_sampler_evens_out_the_keys(corpus):
+    """Classes are the keys and 'no key down'; rest frames are 1 in 8 of the plain stream."""
+    plain = list(open_split(corpus, "train"))
+    drawn = list(open_split(corpus, "train", balanced=True, shuffle_buffer=len(plain), seed=1))
+    assert len(drawn) == len(plain)
+
+    def rest_share(samples):
+        return sum(not s["roll"].any() for s in samples) / len(samples)
+
+    classes = {-1} | {int(k) for s in plain for k in np.flatnonzero(s["roll"].numpy())}
+    assert rest_share(plain) < 0.2
+    assert rest_share(drawn) > 0.5 / len(classes)  # about 1 / classes, several times the plain share
+    counts = collections.Counter(int(k) for s in drawn for k in np.flatnonzero(s["roll"].numpy()))
+    assert len(counts) > 0.6 * (len(classes) - 1)
+    for sample in drawn:
+        _check_sample(sample)
+
+
+def test_audeo_key_set_and_input_size(corpus):
+    full = next(iter(open_split(corpus, "train")))
+    audeo = next(iter(open_split(corpus, "train", "parquet", keys="audeo51", size=(50, 450))))
+    assert audeo["roll"].shape == (51,) and torch.equal(audeo["roll"], full["roll"][15:66])
+    assert audeo["frames"].shape == (5, 50, 450)
+
+
+def test_clear_errors_for_a_wrong_version_split_or_reader(corpus, tmp_path):
+    with pytest.raises(ValueError, match="no label version 'nope'.*handmade-0001"):
+        open_split(corpus, "train", label_version="nope")
+    with pytest.raises(ValueError, match="no WebDataset shards for split 'valid'"):
+        open_split(corpus, "valid")
+    with pytest.raises(ValueError, match="reader 'zip'"):
+        open_split(corpus, "train", "zip")
+    with pytest.raises(ValueError, match="not a corpus"):
+        open_split(tmp_path, "train")
+    with pytest.raises(ValueError, match="keys '61'"):
+        open_split(corpus, "train", keys="61")

@@ -1,0 +1,301 @@
+"""Readers that serve a corpus's shards to training as Video2Roll samples.
+
+A sample is the 5 frames t-2..t+2 of one video (grayscale, uint8 `frames` of shape
+(5, H, W), 100x900 by default as Audeo) with the frame roll at t (`roll`, float, one
+value per key of the chosen key set) and where it came from (`video_id`, `frame`).
+
+Edge policy: frame t is a sample's centre only when t-2..t+2 are all kept frames of the
+same video. So the first two and last two frames of every run of kept frames (a video's
+start and end, and each side of a title card, cut or long silence) are never centres, and
+no sample ever mixes two videos or steps over a dropped frame. Audeo skipped the first
+and last two frames of each video the same way.
+
+Both readers (`WebDatasetWindows` over `wds/VERSION/SPLIT/*.tar`, `ParquetWindows` over
+`frames/SPLIT` + `labels/VERSION/SPLIT`) yield the same samples in the same order. Their
+work unit is one shard (tar or Parquet part). A sample belongs to the unit that holds its
+first frame, and a unit's reader also reads the first four records after the unit (its
+halo), so samples that straddle shard boundaries are neither lost nor doubled, however
+the units are dealt to DDP ranks and DataLoader workers (round robin, unit i to
+slot i mod (world_size x workers)).
+
+Options: a shuffle buffer (units are also shuffled per epoch, with the same order on every
+rank), and `balanced`, Audeo's sampler done on a stream: each draw picks a class uniformly
+(one of the keys, or "no key down") among those present in the buffer, then a sample of
+that class from the buffer, with replacement; an epoch is as many draws as samples.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import random
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from pipelines.corpus import corpus_label_version
+
+WINDOW = 5  # frames t-2..t+2
+HALO = WINDOW - 1
+# Key sets as ranges of the 88-key index (0 = A0 = MIDI 21). Audeo models MIDI 36..86.
+KEY_SETS = {"88": (0, 88), "audeo51": (36 - 21, 86 - 21 + 1)}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One kept frame as a shard holds it."""
+
+    video_id: str
+    frame: int
+    jpeg: bytes
+    frame_roll: np.ndarray  # (88,) bool
+
+
+def key_range(keys: str) -> tuple[int, int]:
+    if keys not in KEY_SETS:
+        raise ValueError(f"keys {keys!r}: expected one of {', '.join(KEY_SETS)}")
+    return KEY_SETS[keys]
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def windows(records: Iterable[tuple[Record, bool]], decode) -> Iterator[tuple[list, Record]]:
+    """Runs of 5 consecutive kept frames of one video, for every run whose first frame is
+    one of this unit's own records (the flag); yields (decoded frames, centre record)."""
+    run: deque = deque(maxlen=WINDOW)
+    for record, own in records:
+        if run and (record.video_id != run[-1][0].video_id or record.frame != run[-1][0].frame + 1):
+            run.clear()
+        run.append((record, own, decode(record.jpeg)))
+        if len(run) == WINDOW and run[0][1]:
+            yield [image for _, _, image in run], run[WINDOW // 2][0]
+
+
+def shuffled(samples: Iterable, buffer: int, rng: random.Random) -> Iterator:
+    """A shuffle buffer: each incoming sample swaps out a random one once the buffer is full."""
+    pool: list = []
+    for sample in samples:
+        if len(pool) < buffer:
+            pool.append(sample)
+            continue
+        i = rng.randrange(buffer)
+        pool[i], sample = sample, pool[i]
+        yield sample
+    rng.shuffle(pool)
+    yield from pool
+
+
+class _ClassIndex:
+    """Which buffered samples hold each class, with O(1) add, remove and draw."""
+
+    def __init__(self):
+        self.members: dict[int, list[int]] = {}
+        self.position: dict[tuple[int, int], int] = {}
+
+    def add(self, item: int, classes) -> None:
+        for c in classes:
+            members = self.members.setdefault(c, [])
+            self.position[c, item] = len(members)
+            members.append(item)
+
+    def remove(self, item: int, classes) -> None:
+        for c in classes:
+            members, i = self.members[c], self.position.pop((c, item))
+            last = members.pop()
+            if last != item:  # move the last member into the freed slot
+                members[i] = last
+                self.position[c, last] = i
+            if not members:
+                del self.members[c]
+
+    def draw(self, rng: random.Random) -> int:
+        members = self.members[rng.choice(sorted(self.members))]
+        return members[rng.randrange(len(members))]
+
+
+def _classes(sample: dict) -> list[int]:
+    keys = np.flatnonzero(sample["roll"].numpy())
+    return [int(k) for k in keys] if len(keys) else [-1]  # -1: no key down
+
+
+def balanced(samples: Iterable[dict], buffer: int, rng: random.Random) -> Iterator[dict]:
+    """Audeo's balanced sampler over a stream: draw a class (a key, or no key down) uniformly
+    among those present in the buffer, then a buffered sample of that class, with
+    replacement; the buffer holds the latest `buffer` samples; as many draws as samples."""
+    pool: dict[int, tuple[dict, list[int]]] = {}
+    index = _ClassIndex()
+    seen = 0
+    for seen, sample in enumerate(samples, start=1):
+        if len(pool) == buffer:
+            oldest = seen - 1 - buffer
+            index.remove(oldest, pool.pop(oldest)[1])
+        pool[seen - 1] = (sample, _classes(sample))
+        index.add(seen - 1, pool[seen - 1][1])
+        if len(pool) == buffer:
+            yield pool[index.draw(rng)][0]
+    for _ in range(seen if len(pool) < buffer else buffer - 1):
+        yield pool[index.draw(rng)][0]
+
+
+class FrameWindows(IterableDataset):
+    """Samples of one split of a corpus; subclasses say how a shard's records are read."""
+
+    def __init__(self, corpus: str | Path, split: str = "train", *, label_version: str | None = None,
+                 keys: str = "88", size: tuple[int, int] = (100, 900), shuffle_buffer: int = 0,
+                 balanced: bool = False, seed: int = 0, rank: int | None = None, world_size: int | None = None):
+        self.corpus = Path(corpus)
+        self.split = split
+        self.label_version = corpus_label_version(self.corpus, label_version)
+        self.keys = keys
+        self.key_lo, self.key_hi = key_range(keys)
+        self.height, self.width = size
+        self.shuffle_buffer, self.balanced, self.seed = shuffle_buffer, balanced, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.units = self.list_units()
+        if not self.units:
+            raise ValueError(f"{self.corpus}: no {self.kind} shards for split {split!r} "
+                             f"(label version {self.label_version})")
+
+    kind = "?"
+
+    def list_units(self) -> list:
+        raise NotImplementedError
+
+    def records(self, unit) -> Iterator[Record]:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffles units and the buffer per epoch, identically on every rank."""
+        self.epoch = epoch
+
+    def decode(self, jpeg: bytes) -> np.ndarray:
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            raise ValueError(f"{self.corpus}: an undecodable JPEG in split {self.split!r}")
+        if image.shape != (self.height, self.width):
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return image
+
+    def slot(self) -> tuple[int, int]:
+        """(this reader's slot, number of slots): DDP rank x DataLoader worker."""
+        rank, world = (self.rank, self.world_size) if self.world_size else _distributed()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        return rank * workers + worker, world * workers
+
+    def my_units(self) -> list[int]:
+        """Indices of the units this slot reads."""
+        order = list(range(len(self.units)))
+        if self.shuffle_buffer or self.balanced:
+            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
+        slot, slots = self.slot()
+        return [u for i, u in enumerate(order) if i % slots == slot]
+
+    def unit_records(self, index: int) -> Iterator[tuple[Record, bool]]:
+        """The unit's own records, then up to four from the units after it (the halo)."""
+        own = ((r, True) for r in self.records(self.units[index]))
+        after = itertools.chain.from_iterable(self.records(u) for u in self.units[index + 1:])
+        return itertools.chain(own, ((r, False) for r in itertools.islice(after, HALO)))
+
+    def samples(self) -> Iterator[dict]:
+        for index in self.my_units():
+            for images, centre in windows(self.unit_records(index), self.decode):
+                roll = centre.frame_roll[self.key_lo:self.key_hi].astype(np.float32)
+                yield {"frames": torch.from_numpy(np.stack(images)), "roll": torch.from_numpy(roll),
+                       "video_id": centre.video_id, "frame": centre.frame}
+
+    def __iter__(self) -> Iterator[dict]:
+        rng = random.Random(f"{self.seed}/{self.epoch}/{self.slot()[0]}")
+        stream = self.samples()
+        if self.balanced:
+            return balanced(stream, max(self.shuffle_buffer, 64), rng)
+        if self.shuffle_buffer:
+            return shuffled(stream, self.shuffle_buffer, rng)
+        return stream
+
+
+class WebDatasetWindows(FrameWindows):
+    """Samples from `wds/VERSION/SPLIT/SPLIT-NNNNNN.tar`, read with the webdataset library."""
+
+    kind = "WebDataset"
+
+    def list_units(self) -> list[Path]:
+        return sorted((self.corpus / "wds" / self.label_version / self.split).glob(f"{self.split}-*.tar"))
+
+    def records(self, unit: Path) -> Iterator[Record]:
+        from webdataset.tariterators import tarfile_samples
+
+        for sample in tarfile_samples([{"url": str(unit)}]):
+            meta = json.loads(sample["json"])
+            rolls = np.load(io.BytesIO(sample["rolls.npy"]))  # (4, 88): frame, onset, offset, velocity
+            yield Record(meta["video_id"], int(meta["frame"]), sample["jpg"], rolls[0].astype(bool))
+
+
+class ParquetWindows(FrameWindows):
+    """Samples from `frames/SPLIT/part-N.parquet` read in step with `labels/VERSION/SPLIT/part-N.parquet`."""
+
+    kind = "Parquet"
+    batch_rows = 256
+
+    def list_units(self) -> list[tuple[Path, Path]]:
+        frames = sorted((self.corpus / "frames" / self.split).glob("part-*.parquet"))
+        labels = self.corpus / "labels" / self.label_version / self.split
+        units = [(f, labels / f.name) for f in frames]
+        missing = [str(lab) for _, lab in units if not lab.is_file()]
+        if missing:
+            raise ValueError(f"{self.corpus}: frames parts without labels: {', '.join(missing[:5])}")
+        return units
+
+    def records(self, unit: tuple[Path, Path]) -> Iterator[Record]:
+        frames_path, labels_path = unit
+        frames = pq.ParquetFile(frames_path).iter_batches(self.batch_rows, columns=["video_id", "frame", "kept", "jpeg"])
+        labels = pq.ParquetFile(labels_path).iter_batches(self.batch_rows, columns=["video_id", "frame", "frame_roll"])
+        for f, lab in zip(frames, labels, strict=True):
+            ids, numbers = f.column("video_id").to_pylist(), f.column("frame").to_pylist()
+            if ids != lab.column("video_id").to_pylist() or numbers != lab.column("frame").to_pylist():
+                raise ValueError(f"{labels_path}: rows do not match {frames_path} (frames and labels parts must align)")
+            kept, jpegs = f.column("kept").to_pylist(), f.column("jpeg").to_pylist()
+            rolls = np.asarray(lab.column("frame_roll").flatten().to_numpy(zero_copy_only=False), bool).reshape(-1, 88)
+            for i in np.flatnonzero(kept):
+                yield Record(ids[i], numbers[i], jpegs[i], rolls[i])
+
+
+READERS = {"wds": WebDatasetWindows, "parquet": ParquetWindows}
+
+
+def open_split(corpus: str | Path, split: str, reader: str = "wds", **options) -> FrameWindows:
+    """The reader named `reader` ("wds" or "parquet") over one split."""
+    if reader not in READERS:
+        raise ValueError(f"reader {reader!r}: expected one of {', '.join(READERS)}")
+    return READERS[reader](corpus, split, **options)
+
+
+def count_windows(corpus: str | Path, split: str) -> int:
+    """How many samples a split has, from the frames parts' small columns (no JPEG read)."""
+    ids, frames, kept = [], [], []
+    for part in sorted((Path(corpus) / "frames" / split).glob("part-*.parquet")):
+        table = pq.read_table(part, columns=["video_id", "frame", "kept"])
+        ids += table.column("video_id").to_pylist()
+        frames += table.column("frame").to_pylist()
+        kept += table.column("kept").to_pylist()
+    total = run = 0
+    for i in range(len(ids)):
+        if not kept[i]:
+            run = 0
+            continue
+        run = run + 1 if run and ids[i] == ids[i - 1] and frames[i] == frames[i - 1] + 1 else 1
+        total += run >= WINDOW
+    return total
