@@ -166,3 +166,15 @@ def test_manifest_crop_agreement_is_measured(tmp_path):
     quad = np.array(truth["keyboard"]["quad"], float)
     assert _located_iou(frames, quad, (360, 640)) > 0.9
     assert _located_iou(frames, quad + [0, 60], (360, 640)) < 0.5  # a crop 60 px too low
+
+
+def test_audeo_rows_are_set_beside_the_published_split_sizes():
+    from pipelines.audit import published_comparison
+
+    videos = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "dataset": ["audeo", "audeo", "audeo", "custom"],
+                           "split": ["train", "train", "test", "train"], "status": ["ok", "ok", "failed", "ok"],
+                           "duration_s": [60.0, 90.0, None, 30.0], "n_frames": [1500, 2250, 0, 750]})
+    audeo = published_comparison(videos, {})["audeo"]
+    assert audeo["train"]["published"] == {"videos": 24, "minutes": 115.0, "frames": 172_404}
+    assert audeo["train"]["ours"] == {"videos": 2, "minutes": 2.5, "frames": 3750}
+    assert audeo["test"]["ours"] == {"videos": 0, "minutes": 0.0, "frames": 0}

@@ -18,7 +18,7 @@ halo), so samples that straddle shard boundaries are neither lost nor doubled, h
 the units are dealt to DDP ranks and DataLoader workers (round robin, unit i to
 slot i mod (world_size x workers)).
 
-Options: a shuffle buffer (units are also shuffled per epoch, with the same order on every
+Options: a shuffle buffer (webdataset's; units are also shuffled per epoch, the same order on every
 rank), and `balanced`, Audeo's sampler done on a stream: each draw picks a class uniformly
 (one of the keys, or "no key down") among those present in the buffer, then a sample of
 that class from the buffer, with replacement; an epoch is as many draws as samples.
@@ -81,20 +81,6 @@ def windows(records: Iterable[tuple[Record, bool]], decode) -> Iterator[tuple[li
         run.append((record, own, decode(record.jpeg)))
         if len(run) == WINDOW and run[0][1]:
             yield [image for _, _, image in run], run[WINDOW // 2][0]
-
-
-def shuffled(samples: Iterable, buffer: int, rng: random.Random) -> Iterator:
-    """A shuffle buffer: each incoming sample swaps out a random one once the buffer is full."""
-    pool: list = []
-    for sample in samples:
-        if len(pool) < buffer:
-            pool.append(sample)
-            continue
-        i = rng.randrange(buffer)
-        pool[i], sample = sample, pool[i]
-        yield sample
-    rng.shuffle(pool)
-    yield from pool
 
 
 class _ClassIndex:
@@ -223,7 +209,9 @@ class FrameWindows(IterableDataset):
         if self.balanced:
             return balanced(stream, max(self.shuffle_buffer, 64), rng)
         if self.shuffle_buffer:
-            return shuffled(stream, self.shuffle_buffer, rng)
+            from webdataset.filters import shuffle
+
+            return shuffle(bufsize=self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(stream)
         return stream
 
 
