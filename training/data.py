@@ -18,10 +18,11 @@ halo), so samples that straddle shard boundaries are neither lost nor doubled, h
 the units are dealt to DDP ranks and DataLoader workers (round robin, unit i to
 slot i mod (world_size x workers)).
 
-Options: a shuffle buffer (webdataset's; units are also shuffled per epoch, the same order on every
-rank), and `balanced`, Audeo's sampler done on a stream: each draw picks a class uniformly
-(one of the keys, or "no key down") among those present in the buffer, then a sample of
-that class from the buffer, with replacement; an epoch is as many draws as samples.
+Options: a shuffle buffer (webdataset's; the units are also shuffled per epoch, in the
+same order on every rank), and `balanced`, Audeo's sampler done on a stream: each draw
+picks a class uniformly (one of the keys, or "no key down") among those present in the
+buffer, then a sample of that class from the buffer, with replacement; an epoch is as
+many draws as samples.
 """
 
 from __future__ import annotations
