@@ -58,7 +58,7 @@ def load_manifest(path: str | Path) -> Manifest:
     A bare name such as `demo` or `audeo` finds the shipped manifest of that name.
     """
     path = Path(path)
-    if not path.exists() and not path.suffix and (SHIPPED_DIR / f"{path}.csv").exists():
+    if not path.is_file() and not path.suffix and (SHIPPED_DIR / f"{path}.csv").exists():  # demo/ may be a folder
         path = SHIPPED_DIR / f"{path}.csv"
     if not path.is_file():
         raise ManifestError([f"{path}: no such manifest file"])

@@ -355,7 +355,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keys", choices=["88", "audeo51"], default="88",
                    help="all 88 keys, or Audeo's 51 (MIDI 36..86) (default 88)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
+    p.add_argument("--lr-decay", type=float, default=0.8, help="learning rate factor per epoch (default 0.8)")
     p.add_argument("--threshold", type=float, default=0.4, help="decision threshold on sigmoid outputs (Audeo: 0.4)")
     p.add_argument("--input-size", default="900x100", metavar="WxH", help="network input (default 900x100, Audeo's)")
     p.add_argument("--head", choices=["keys", "global"], default="keys",
@@ -377,8 +378,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(corpus=str(args.corpus), out=str(args.out), label_version=args.label_version,
                          keys=args.keys, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         threshold=args.threshold, size=_size(args.input_size, "--input-size"), head=args.head, reader=args.reader,
-                         workers=args.workers, shuffle_buffer=args.shuffle_buffer, balanced=args.balanced,
+                         lr_decay=args.lr_decay, threshold=args.threshold, size=_size(args.input_size, "--input-size"),
+                         head=args.head, reader=args.reader, workers=args.workers, shuffle_buffer=args.shuffle_buffer, balanced=args.balanced,
                          eval_splits=args.eval_split, max_minutes=args.max_minutes, device=args.device,
                          seed=args.seed)
     history = train(config)
@@ -422,13 +423,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{args.checkpoint} on {args.corpus} (labels {result['label_version']}, keys {result['keys']}, "
           f"threshold {threshold:g})")
-    print(f"  {'split':8s} {'frames':>7s}   {'P':>5s} {'R':>5s} {'Acc':>5s} {'F1':>5s}  (Audeo per-frame)"
-          f"   {'P':>5s} {'R':>5s} {'Acc':>5s} {'F1':>5s}  (summed)")
+    metrics = ("precision", "recall", "accuracy", "f1")
+    print(f"  {'':8s} {'':>7s}   {'Audeo per-frame':^26s}  {'summed':^26s}")
+    print(f"  {'split':8s} {'frames':>7s}   " + "  ".join(f"{h:>5s}" for h in ("P", "R", "Acc", "F1") * 2))
     for name, m in [*result["splits"].items(), ("overall", result["overall"])]:
-        a, s = m["audeo"], m["summed"]
-        print(f"  {name:8s} {m['frames']:7d}   {a['precision']:.3f} {a['recall']:.3f} {a['accuracy']:.3f} "
-              f"{a['f1']:.3f}                     {s['precision']:.3f} {s['recall']:.3f} {s['accuracy']:.3f} "
-              f"{s['f1']:.3f}")
+        values = [m["audeo"][k] for k in metrics] + [m["summed"][k] for k in metrics]
+        print(f"  {name:8s} {m['frames']:7d}   " + "  ".join(f"{v:5.3f}" for v in values))
     print(f"  -> {out}")
     return 0
 

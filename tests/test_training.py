@@ -81,6 +81,7 @@ def test_training_lowers_the_loss_and_resumes(corpus, tmp_path):
     resumed = train(TrainConfig(**{**config.__dict__, "epochs": 4}), progress=False)
     assert [h["epoch"] for h in resumed] == [1, 2, 3, 4]
     assert resumed[:3] == history
+    assert [h["lr"] for h in resumed] == pytest.approx([3e-3 * 0.8 ** k for k in range(4)])  # the schedule resumed too
     before = torch.load(run / "checkpoints" / "epoch-003.pt", weights_only=False)
     after = torch.load(run / "checkpoints" / "epoch-004.pt", weights_only=False)
     assert not torch.equal(before["model"]["head.bias"], after["model"]["head.bias"])  # it trained on from epoch 3

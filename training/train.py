@@ -1,7 +1,8 @@
 """Train and evaluate the Video2Roll-style model on a corpus's shards.
 
-`train` runs epochs of Adam on BCE-with-logits over the train split, evaluates after each
-epoch, and writes into the run folder:
+`train` runs epochs of Adam on BCE-with-logits over the train split (the learning rate
+decays by `lr_decay` per epoch: on a few videos the test F1 swings from epoch to epoch at
+a constant rate), evaluates after each epoch, and writes into the run folder:
 
     RUN/run.json                    the TrainConfig
     RUN/history.jsonl               one line per epoch: loss, seconds, samples/s, metrics
@@ -48,6 +49,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
+    lr_decay: float = 0.8  # the learning rate is multiplied by this after each epoch
     threshold: float = 0.4  # Audeo's decision threshold on sigmoid outputs
     size: tuple[int, int] = (100, 900)  # input H, W (Audeo: 100x900)
     head: str = "keys"  # or "global" (Audeo's pooling)
@@ -141,7 +143,7 @@ def default_eval_splits(corpus: str | Path, train_split: str) -> list[str]:
     return ["valid"] if "valid" in splits else [s for s in ("test",) if s in splits]
 
 
-def _resume(run: Path, config: TrainConfig, model, optimizer) -> tuple[int, list[dict]]:
+def _resume(run: Path, config: TrainConfig, model, optimizer, schedule) -> tuple[int, list[dict]]:
     """The epoch to start from and the history so far (0 and [] for a new run)."""
     last = run / "last.pt"
     if not last.is_file():
@@ -155,6 +157,7 @@ def _resume(run: Path, config: TrainConfig, model, optimizer) -> tuple[int, list
                          f"({', '.join(f'{k}={before[k]!r}' for k in clashes)}); use another --out")
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
+    schedule.load_state_dict(checkpoint["schedule"])
     log.info("resuming %s after epoch %d", run, checkpoint["epoch"])
     return checkpoint["epoch"], checkpoint["history"]
 
@@ -170,7 +173,8 @@ def train(config: TrainConfig, progress: bool = True) -> list[dict]:
     device = pick_device(config.device)
     model = Video2Roll(config.keys, size=config.size, head=config.head).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start, history = _resume(run, config, model, optimizer)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    start, history = _resume(run, config, model, optimizer, schedule)
     (run / "run.json").write_text(json.dumps(asdict(config), indent=1))
     dataset = open_split(config.corpus, config.train_split, config.reader, label_version=config.label_version,
                          keys=config.keys, size=config.size, shuffle_buffer=config.shuffle_buffer,
@@ -200,16 +204,19 @@ def train(config: TrainConfig, progress: bool = True) -> list[dict]:
                 break
         seconds = time.perf_counter() - started
         spent_s += seconds
+        lr = schedule.get_last_lr()[0]
+        schedule.step()
         metrics = evaluate(model, config.corpus, config.eval_splits, label_version=config.label_version,
                            keys=config.keys, threshold=config.threshold, device=device, reader=config.reader,
                            workers=config.workers)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
+        history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)) if losses else None,
                         "samples": samples, "seconds": round(seconds, 2),
                         "samples_per_s": round(samples / seconds, 2) if seconds else None,
                         "eval": {s: {"audeo_f1": m["audeo"]["f1"], "f1": m["summed"]["f1"]}
                                  for s, m in metrics["splits"].items()}, "metrics": metrics})
         _write_history(history, run / "history.jsonl")
         checkpoint = {"model": model.state_dict(), "model_spec": model.spec(), "optimizer": optimizer.state_dict(),
+                      "schedule": schedule.state_dict(),
                       "epoch": epoch, "config": asdict(config), "label_version": config.label_version,
                       "keys": config.keys, "threshold": config.threshold, "history": history}
         _atomic_save(checkpoint, run / "checkpoints" / f"epoch-{epoch:03d}.pt")
