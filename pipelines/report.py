@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.piano import key_layout
-from pipelines.atomic import atomic_json
+from pipelines.atomic import atomic_json, atomic_text
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}
@@ -191,7 +191,5 @@ def write_report(result: dict, corpus: Path) -> tuple[Path, Path]:
     matplotlib.use("Agg")
     json_path, html_path = corpus / "stats" / "audit.json", corpus / "stats" / "report.html"
     atomic_json(result, json_path)
-    part = html_path.with_name(html_path.name + ".part")
-    part.write_text(render_html(result), encoding="utf-8")
-    part.replace(html_path)
+    atomic_text(render_html(result), html_path)
     return json_path, html_path

@@ -117,3 +117,13 @@ def test_eval_names_a_missing_checkpoint(corpus, tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "eval", str(corpus), "--checkpoint",
                              str(tmp_path / "nope.pt")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "nope.pt: no such checkpoint" in result.stderr
+
+
+def test_a_corpus_without_valid_or_test_trains_without_evaluation(tmp_path):
+    corpus = write_corpus(tmp_path / "c", {"a": ("train", [True] * 12)})
+    history = train(TrainConfig(corpus=str(corpus), out=str(tmp_path / "run"), epochs=1, batch_size=4, size=SMALL,
+                                workers=0), progress=False)
+    assert history[0]["eval"] == {} and history[0]["samples"] == 8
+    with pytest.raises(ValueError, match="no split to evaluate"):
+        evaluate(load_checkpoint(tmp_path / "run" / "last.pt")[0], corpus, [], label_version=None, keys="88",
+                 threshold=0.4, device=torch.device("cpu"))

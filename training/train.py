@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from labeling.metrics import frame_scores, frame_scores_per_frame
+from pipelines.atomic import atomic_json, atomic_text, atomic_write
 from pipelines.corpus import corpus_label_version, corpus_splits
 from training.data import count_windows, open_split
 from training.model import Video2Roll
@@ -70,18 +71,14 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    torch.save(obj, part)
-    os.replace(part, path)
-
-
-def _write_history(history: list[dict], path: Path) -> None:
-    """All epochs so far (rewritten whole, so a resumed run never repeats a line)."""
-    part = path.with_name(path.name + ".part")
-    part.write_text("".join(json.dumps({k: v for k, v in h.items() if k != "metrics"}) + "\n" for h in history))
-    os.replace(part, path)
+def _save_checkpoint(checkpoint: dict, run: Path) -> None:
+    """checkpoints/epoch-NNN.pt, then the same bytes as last.pt; history.jsonl rewritten whole
+    (so a resumed run never repeats a line)."""
+    path = run / "checkpoints" / f"epoch-{checkpoint['epoch']:03d}.pt"
+    atomic_write(path, lambda part: torch.save(checkpoint, part))
+    atomic_write(run / "last.pt", lambda part: shutil.copyfile(path, part))
+    atomic_text("".join(json.dumps({k: v for k, v in h.items() if k != "metrics"}) + "\n"
+                        for h in checkpoint["history"]), run / "history.jsonl")
 
 
 def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[Video2Roll, dict]:
@@ -125,6 +122,8 @@ def evaluate(model: Video2Roll, corpus: str | Path, splits: list[str], *, label_
              threshold: float, device: torch.device, reader: str = "wds", batch_size: int = 32,
              workers: int = 0) -> dict:
     """Frame metrics per split and over all of them together."""
+    if not splits:
+        raise ValueError(f"{corpus}: no split to evaluate")
     result, all_ref, all_est = {"splits": {}}, [], []
     for split in splits:
         dataset = open_split(corpus, split, reader, label_version=label_version, keys=keys, size=model.size)
@@ -139,8 +138,12 @@ def evaluate(model: Video2Roll, corpus: str | Path, splits: list[str], *, label_
 
 
 def default_eval_splits(corpus: str | Path, train_split: str) -> list[str]:
+    """valid if the corpus has it, else test, else none (then training runs without evaluation)."""
     splits = [s for s in corpus_splits(corpus) if s != train_split]
-    return ["valid"] if "valid" in splits else [s for s in ("test",) if s in splits]
+    for split in ("valid", "test"):
+        if split in splits:
+            return [split]
+    return []
 
 
 def _resume(run: Path, config: TrainConfig, model, optimizer, schedule) -> tuple[int, list[dict]]:
@@ -175,7 +178,7 @@ def train(config: TrainConfig, progress: bool = True) -> list[dict]:
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     start, history = _resume(run, config, model, optimizer, schedule)
-    (run / "run.json").write_text(json.dumps(asdict(config), indent=1))
+    atomic_json(asdict(config), run / "run.json")
     dataset = open_split(config.corpus, config.train_split, config.reader, label_version=config.label_version,
                          keys=config.keys, size=config.size, shuffle_buffer=config.shuffle_buffer,
                          balanced=config.balanced, seed=config.seed)
@@ -208,19 +211,16 @@ def train(config: TrainConfig, progress: bool = True) -> list[dict]:
         schedule.step()
         metrics = evaluate(model, config.corpus, config.eval_splits, label_version=config.label_version,
                            keys=config.keys, threshold=config.threshold, device=device, reader=config.reader,
-                           workers=config.workers)
+                           workers=config.workers) if config.eval_splits else {"splits": {}}
         history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)) if losses else None,
                         "samples": samples, "seconds": round(seconds, 2),
                         "samples_per_s": round(samples / seconds, 2) if seconds else None,
                         "eval": {s: {"audeo_f1": m["audeo"]["f1"], "f1": m["summed"]["f1"]}
                                  for s, m in metrics["splits"].items()}, "metrics": metrics})
-        _write_history(history, run / "history.jsonl")
-        checkpoint = {"model": model.state_dict(), "model_spec": model.spec(), "optimizer": optimizer.state_dict(),
-                      "schedule": schedule.state_dict(),
-                      "epoch": epoch, "config": asdict(config), "label_version": config.label_version,
-                      "keys": config.keys, "threshold": config.threshold, "history": history}
-        _atomic_save(checkpoint, run / "checkpoints" / f"epoch-{epoch:03d}.pt")
-        _atomic_save(checkpoint, run / "last.pt")
+        _save_checkpoint({"model": model.state_dict(), "model_spec": model.spec(), "optimizer": optimizer.state_dict(),
+                          "schedule": schedule.state_dict(), "epoch": epoch, "config": asdict(config),
+                          "label_version": config.label_version, "keys": config.keys,
+                          "threshold": config.threshold, "history": history}, run)
         if progress:
             line = "  ".join(f"{s}: F1 {m['f1']:.3f} (Audeo per-frame {m['audeo_f1']:.3f})"
                              for s, m in history[-1]["eval"].items())
