@@ -274,17 +274,8 @@ def open_split(corpus: str | Path, split: str, reader: str = "wds", **options) -
 
 def count_windows(corpus: str | Path, split: str) -> int:
     """How many samples a split has, from the frames parts' small columns (no JPEG read)."""
-    ids, frames, kept = [], [], []
-    for part in sorted((Path(corpus) / "frames" / split).glob("part-*.parquet")):
-        table = pq.read_table(part, columns=["video_id", "frame", "kept"])
-        ids += table.column("video_id").to_pylist()
-        frames += table.column("frame").to_pylist()
-        kept += table.column("kept").to_pylist()
-    total = run = 0
-    for i in range(len(ids)):
-        if not kept[i]:
-            run = 0
-            continue
-        run = run + 1 if run and ids[i] == ids[i - 1] and frames[i] == frames[i - 1] + 1 else 1
-        total += run >= WINDOW
-    return total
+    tables = [pq.read_table(p, columns=["video_id", "frame", "kept"])
+              for p in sorted((Path(corpus) / "frames" / split).glob("part-*.parquet"))]
+    records = ((Record(v, f, b"", None), True) for t in tables
+               for v, f, k in zip(*(t.column(c).to_pylist() for c in ("video_id", "frame", "kept"))) if k)
+    return sum(1 for _ in windows(records, decode=lambda jpeg: None))
