@@ -20,13 +20,12 @@ import pyarrow.parquet as pq
 from curation.probe import probe
 from labeling.metrics import frame_scores, onset_scores
 from labeling.midi import read_midi
-from pipelines.corpus import corpus_label_version, corpus_meta, corpus_splits
+from pipelines.corpus import corpus_label_version, corpus_meta, corpus_splits, video_totals
 
 # Published sizes of the sets we mirror (Audeo, NeurIPS 2020: 25 fps).
 PUBLISHED = {"audeo": {"train": {"videos": 24, "minutes": 115.0, "frames": 172_404},
                        "test": {"videos": 3, "minutes": 12.5, "frames": 18_788}}}
-DROP_REASONS = ("no_keyboard", "silent", "outside_range")
-# Per-video flags: name -> (what it means, the threshold).
+# Per-video flag thresholds.
 KB_SCORE_LOW = 0.5
 DROP_RATIO_HIGH = 0.5
 DURATION_MISMATCH_S = 1.0
@@ -35,22 +34,10 @@ DURATION_BINS_S = [0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, float("inf")]
 MAX_POLYPHONY_BIN = 10  # polyphony counts of 10 and more share the last bin
 
 
-def _split_figures(videos: pd.DataFrame) -> dict:
-    ok = videos[videos.status == "ok"]
-    failed = videos[videos.status != "ok"]
-    frames = int(ok.n_frames.sum())
-    kept = int(ok.n_kept.sum())
-    return {"videos": int(len(videos)), "ok": int(len(ok)),
-            "failed": {str(k): int(v) for k, v in Counter(failed.error_class.fillna("other")).items()},
-            "hours": round(float(ok.duration_s.sum()) / 3600, 4), "frames": frames, "kept": kept,
-            "dropped": {r: int(ok[f"n_{r}"].sum()) for r in DROP_REASONS},
-            "kept_ratio": round(kept / frames, 4) if frames else None}
-
-
 def split_figures(videos: pd.DataFrame) -> dict:
     """Videos, hours, frames kept and dropped, per split and overall."""
-    out = {split: _split_figures(group) for split, group in videos.groupby("split", sort=True)}
-    out["overall"] = _split_figures(videos)
+    out = {split: video_totals(group.to_dict("records")) for split, group in videos.groupby("split", sort=True)}
+    out["overall"] = video_totals(videos.to_dict("records"))
     return out
 
 

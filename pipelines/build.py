@@ -29,6 +29,7 @@ from labeling.transcribers import label_spec, label_version, resolve_labeler
 from manifests.loader import load_manifest
 from manifests.schema import ManifestRow
 from pipelines.atomic import atomic_json
+from pipelines.corpus import video_totals
 from pipelines.shards import write_frame_parts, write_label_parts, write_wds_shards
 from pipelines.stages import VideoSettings, label_videos, process_video
 
@@ -195,7 +196,7 @@ def assemble(config: BuildConfig, video_rows: list[dict], version: str, spec: di
         write_frame_parts([work / "frames" / f"{v}.parquet" for v in ids], corpus / "frames" / split,
                           config.rows_per_part)
     stats = write_label_version(config, video_rows, version, spec)
-    stats["totals"] = summarise(video_rows)
+    stats["totals"] = video_totals(video_rows)
     atomic_json(stats, corpus / "stats" / "summary.json")
     return stats
 
@@ -245,19 +246,6 @@ def _write_corpus_json(config: BuildConfig, version: str, spec: dict) -> None:
         "python": platform.python_version(),
         "packages": packages,
     }, path)
-
-
-def summarise(video_rows: list[dict]) -> dict:
-    ok = [r for r in video_rows if r["status"] == "ok"]
-    failed: dict[str, int] = {}
-    for r in video_rows:
-        if r["status"] != "ok":
-            failed[r["error_class"] or "other"] = failed.get(r["error_class"] or "other", 0) + 1
-    return {"videos": len(video_rows), "ok": len(ok), "failed": failed,
-            "hours": round(sum(r["duration_s"] or 0 for r in ok) / 3600, 4),
-            "frames": sum(r["n_frames"] or 0 for r in ok), "kept": sum(r["n_kept"] or 0 for r in ok),
-            "dropped": {reason: sum(r[f"n_{reason}"] or 0 for r in ok) for reason in ("no_keyboard", "silent", "outside_range")},
-            "notes": sum(r["n_notes"] or 0 for r in ok)}
 
 
 def build(manifest_path: str | Path, config: BuildConfig) -> dict:
