@@ -72,7 +72,7 @@ def published_comparison(videos: pd.DataFrame, manifest_rows: dict[str, dict]) -
 
 
 class LabelTally:
-    """Label statistics of one split, accumulated part by part (memory flat in corpus size)."""
+    """Label statistics of one split, accumulated part by part (frames are never all in memory)."""
 
     def __init__(self):
         self.frames = 0
@@ -115,7 +115,7 @@ class LabelTally:
                 "polyphony": self.polyphony.tolist(),
                 "duration_histogram": {"edges_s": DURATION_BINS_S, "counts": durations.tolist()},
                 "velocity_histogram": self.velocities.tolist(),
-                "keys_never_seen": [21 + int(k) for k in np.flatnonzero(self.key_frames == 0)]}
+                "keys_never_down": [21 + int(k) for k in np.flatnonzero(self.key_frames == 0)]}
 
 
 def _parts(corpus: Path, split: str, version: str) -> list[tuple[Path, Path]]:

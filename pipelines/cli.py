@@ -459,7 +459,7 @@ def _run_audit(args: argparse.Namespace) -> int:
           + ", ".join(f"{n} {r}" for r, n in overall["dropped"].items()))
     print(f"  labels   {labels['notes']} notes, {labels['notes_per_s'] or 0:.2f}/s; "
           f"{_percent(labels['no_key_share'])} of kept frames with no key down; "
-          f"{len(labels['keys_never_seen'])} keys never down")
+          f"{len(labels['keys_never_down'])} keys never down")
     flags = ", ".join(f"{n} {f}" for f, n in sorted(result["flags"].items())) or "none"
     print(f"  flags    {flags}")
     print(f"  checks   {len(result['checks'])} problem(s)" + "".join(

@@ -130,13 +130,13 @@ def _published_section(published: dict) -> str:
 
 def _labels_section(labels: dict) -> str:
     rows = [[split, s["notes"], _fmt(s["notes_per_s"], 2), s["kept_frames"], _fmt(s["no_key_share"]),
-             len(s["keys_never_seen"])] for split, s in labels.items()]
+             len(s["keys_never_down"])] for split, s in labels.items()]
     overall = labels["overall"]
     return (_table(["split", "notes", "notes/s", "kept frames", "share with no key down", "keys never down"], rows)
             + _keys_plot(overall["pitch_histogram"], "Notes per key (all splits)", "notes")
             + _histograms_plot(overall)
             + "".join(f"<p>Keys never down in a kept frame of <b>{html.escape(split)}</b>: "
-                      f"{html.escape(', '.join(map(str, s['keys_never_seen'])) or 'none')}</p>"
+                      f"{html.escape(', '.join(map(str, s['keys_never_down'])) or 'none')}</p>"
                       for split, s in labels.items() if split != "overall"))
 
 

@@ -95,7 +95,7 @@ def test_label_statistics_match_the_midi_and_the_rolls(audited):
     assert overall["no_key_share"] == pytest.approx((rolls.sum(axis=1) == 0).mean(), abs=1e-4)
     assert overall["polyphony"][:4] == np.bincount(rolls.sum(axis=1), minlength=4)[:4].tolist()
     test_rolls = np.stack(_kept_labels(corpus, version, "test").frame_roll.to_numpy()).astype(bool)
-    assert result["labels"]["test"]["keys_never_seen"] == [21 + k for k in np.flatnonzero(~test_rolls.any(axis=0))]
+    assert result["labels"]["test"]["keys_never_down"] == [21 + k for k in np.flatnonzero(~test_rolls.any(axis=0))]
 
 
 def test_compare_agrees_with_an_independent_f1(audited):
