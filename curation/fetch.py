@@ -245,8 +245,11 @@ def _download_once(url: str, video_id: str, options: FetchOptions) -> tuple[Path
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     log = _YtdlpLog()
+    params = ytdlp_params(options, workdir, video_id, log)
+    if url.startswith("file:"):  # only the generic extractor reads files: skip matching ~1,800 others' URL patterns
+        params.setdefault("allowed_extractors", ["generic"])
     try:
-        with yt_dlp.YoutubeDL(ytdlp_params(options, workdir, video_id, log)) as ydl:
+        with yt_dlp.YoutubeDL(params) as ydl:
             info = ydl.extract_info(url, download=True) or {}
     except yt_dlp.utils.DownloadError as error:
         shutil.rmtree(workdir, ignore_errors=True)  # a partial file never looks complete
