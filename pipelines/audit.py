@@ -228,7 +228,7 @@ def compare_versions(corpus: Path, videos: pd.DataFrame, version: str, other: st
     """How far `other` agrees with `version` (taken as the reference): frame F1 over kept
     frames, note-onset F1 (mir_eval, 50 ms) per video from the label MIDI, per-key disagreement."""
     out = {"reference": version, "other": other, "splits": {}}
-    all_ref, all_est, onsets = [], [], []
+    all_ref, all_est, onsets, empty = [], [], [], np.zeros((0, 88), bool)
     for split in corpus_splits(corpus):
         refs, ests = [], []
         for frames_path, labels_path in _parts(corpus, split, version):
@@ -245,13 +245,12 @@ def compare_versions(corpus: Path, videos: pd.DataFrame, version: str, other: st
             a, b = (corpus / "labels" / v / "midi" / f"{video_id}.mid" for v in (version, other))
             if a.is_file() and b.is_file():
                 split_onsets.append(onset_scores(read_midi(a), read_midi(b))["f1"])
-        ref = np.concatenate(refs) if refs else np.zeros((0, 88), bool)
-        est = np.concatenate(ests) if ests else np.zeros((0, 88), bool)
+        ref, est = np.concatenate([empty, *refs]), np.concatenate([empty, *ests])
         out["splits"][split] = _agreement(ref, est, split_onsets)
         all_ref.append(ref)
         all_est.append(est)
         onsets += split_onsets
-    out["overall"] = _agreement(np.concatenate(all_ref), np.concatenate(all_est), onsets)
+    out["overall"] = _agreement(np.concatenate([empty, *all_ref]), np.concatenate([empty, *all_est]), onsets)
     return out
 
 

@@ -178,3 +178,26 @@ def test_audeo_rows_are_set_beside_the_published_split_sizes():
     assert audeo["train"]["published"] == {"videos": 24, "minutes": 115.0, "frames": 172_404}
     assert audeo["train"]["ours"] == {"videos": 2, "minutes": 2.5, "frames": 3750}
     assert audeo["test"]["ours"] == {"videos": 0, "minutes": 0.0, "frames": 0}
+
+
+def test_a_corpus_where_every_video_failed_is_audited_not_crashed(tmp_path):
+    import pyarrow as pa
+
+    from pipelines.audit import audit
+    from pipelines.build import VIDEOS_SCHEMA
+    from pipelines.report import write_report
+
+    rows = [{name: None for name in VIDEOS_SCHEMA.names} | {"video_id": v, "split": "train", "dataset": "custom",
+                                                           "status": "failed", "error_class": c, "n_frames": 0,
+                                                           "n_kept": 0, "n_no_keyboard": 0, "n_silent": 0,
+                                                           "n_outside_range": 0}
+            for v, c in (("gone", "unavailable"), ("mute", "no_audio"))]
+    pq.write_table(pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA), tmp_path / "videos.parquet")
+    (tmp_path / "corpus.json").write_text(json.dumps({"label_versions": {"v1": {}, "v2": {}},
+                                                      "default_label_version": "v1"}))
+    result = audit(tmp_path, compare="v2")
+    assert result["splits"]["overall"]["failed"] == {"unavailable": 1, "no_audio": 1}
+    assert result["labels"]["overall"]["notes"] == 0 and result["compare"]["overall"]["frames"] == 0
+    assert [v["flags"] for v in result["videos"]] == [[], []]
+    write_report(result, tmp_path)
+    assert "unavailable" in (tmp_path / "stats" / "report.html").read_text()
