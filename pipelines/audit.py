@@ -107,7 +107,7 @@ class LabelTally:
         self.durations += other.durations
 
     def summary(self) -> dict:
-        durations = np.histogram(self.durations, bins=DURATION_BINS_S)[0] if self.durations else np.zeros(9, int)
+        durations = np.histogram(self.durations, bins=DURATION_BINS_S)[0]
         return {"notes": self.notes, "seconds": round(self.seconds, 3),
                 "notes_per_s": round(self.notes / self.seconds, 3) if self.seconds else None,
                 "kept_frames": self.frames, "no_key_share": round(self.no_key / self.frames, 4) if self.frames else None,

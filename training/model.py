@@ -18,6 +18,8 @@ and are scaled to [0, 1] here.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -56,6 +58,7 @@ class SpatialAttention(nn.Module):
         return x * torch.sigmoid(self.conv(summary))
 
 
+@lru_cache(maxsize=8)
 def key_columns(columns: int, lo: int, hi: int) -> torch.Tensor:
     """(columns, keys) weights that average a row of `columns` cells over each key's x extent."""
     left, right = key_layout().normalised()
@@ -68,17 +71,19 @@ def key_columns(columns: int, lo: int, hi: int) -> torch.Tensor:
 class KeyHead(nn.Module):
     """Scores each key from the features over its columns, with one detector per key colour."""
 
-    def __init__(self, channels: int, columns: int, lo: int, hi: int):
+    def __init__(self, channels: int, lo: int, hi: int):
         super().__init__()
+        self.lo, self.hi = lo, hi
         self.context = nn.Sequential(nn.Conv1d(channels, HEAD_CHANNELS, 3, padding=1), nn.ReLU(inplace=True))
-        self.register_buffer("columns", key_columns(columns, lo, hi), persistent=False)
         self.register_buffer("black", torch.from_numpy(key_layout().black[lo:hi].astype(np.int64)), persistent=False)
         self.detector = nn.Parameter(torch.randn(2, HEAD_CHANNELS) / HEAD_CHANNELS ** 0.5)  # white, black
         self.bias = nn.Parameter(torch.zeros(hi - lo))
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        """rows: (batch, channels, columns) -> logits (batch, keys)."""
-        per_key = self.context(rows) @ self.columns  # (batch, channels, keys)
+        """rows: (batch, channels, columns) -> logits (batch, keys); the key-column weights
+        follow the width the input gives the fused map."""
+        weights = key_columns(rows.shape[2], self.lo, self.hi).to(rows.device)
+        per_key = self.context(rows) @ weights  # (batch, channels, keys)
         return (per_key * self.detector[self.black].T).sum(dim=1) + self.bias
 
 
@@ -98,12 +103,10 @@ class Video2Roll(nn.Module):
         self.lateral = nn.ModuleList([nn.Conv2d(c, FUSED_CHANNELS, 1) for c in (128, 256, 512)])
         self.attend = nn.ModuleList([nn.Sequential(ChannelAttention(FUSED_CHANNELS), SpatialAttention())
                                      for _ in range(3)])
-        with torch.no_grad():
-            columns = self._fused(torch.zeros(1, n_frames, *size)).shape[3]
         if head == "global":
             self.head = nn.Linear(FUSED_CHANNELS, self.n_keys)
         else:
-            self.head = KeyHead(FUSED_CHANNELS, columns, lo, hi)
+            self.head = KeyHead(FUSED_CHANNELS, lo, hi)
 
     def _fused(self, frames: torch.Tensor) -> torch.Tensor:
         x = self.stem(frames)
