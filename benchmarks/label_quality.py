@@ -24,7 +24,7 @@ from labeling.transcribers import make_transcriber
 
 FPS = 25
 BASIC_PITCH_DEFAULTS = {"onset_threshold": 0.5, "frame_threshold": 0.3, "min_note_ms": 127.7, "melodia_trick": True,
-                        "octave_ratio": 0.0}
+                        "infer_onsets": True, "harmonic_ratio": 0.0}
 
 
 def score(transcriber, clips, seconds: float) -> dict:
@@ -45,8 +45,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--transkun-clips", type=int, default=2, help="transkun is ~0.6x real time on 2 CPU cores")
+    parser.add_argument("--transkun-clips", type=int, default=None,
+                        help="clips for transkun (default: all; about 1x real time on 2 CPU cores, 0 to skip)")
     args = parser.parse_args()
+    transkun_clips = args.clips if args.transkun_clips is None else args.transkun_clips
     if not fluidsynth_ready():
         raise SystemExit("needs FluidSynth and a piano soundfont: make system-deps (apt-get install fluidsynth fluid-soundfont-gm)")
     clips = [performance_audio(args.seed + i, args.seconds)[:2] for i in range(args.clips)]
@@ -54,9 +56,9 @@ def main() -> None:
           f"{sum(len(t) for _, t in clips)} notes, FluidSynth piano")
     rows = [("basic-pitch (its defaults: anchor)", score(BasicPitchTranscriber(**BASIC_PITCH_DEFAULTS), clips, args.seconds)),
             ("basic-pitch (ours, tuned)", score(make_transcriber("basic-pitch"), clips, args.seconds))]
-    if args.transkun_clips:
+    if transkun_clips:
         transkun = make_transcriber("transkun")
-        rows.append((f"transkun ({transkun.device})", score(transkun, clips[: args.transkun_clips], args.seconds)))
+        rows.append((f"transkun ({transkun.device})", score(transkun, clips[:transkun_clips], args.seconds)))
     print(f"{'backend':38s} {'clips':>5s} {'onset P':>8s} {'onset R':>8s} {'onset F1':>9s} {'frame F1':>9s} {'x real time':>11s}")
     for name, r in rows:
         print(f"{name:38s} {r['clips']:5d} {r['onset_p']:8.3f} {r['onset_r']:8.3f} {r['onset_f1']:9.3f} "
@@ -64,7 +66,7 @@ def main() -> None:
     ours = rows[1][1]
     print(f"goal basic-pitch onset F1 >= 0.85: {'met' if ours['onset_f1'] >= 0.85 else 'NOT met'} "
           f"({ours['onset_f1']:.3f}; anchor {rows[0][1]['onset_f1']:.3f}, ratio {ours['onset_f1'] / rows[0][1]['onset_f1']:.2f})")
-    if args.transkun_clips:
+    if transkun_clips:
         tk = rows[2][1]
         print(f"goal transkun onset F1 >= 0.97 and frame F1 >= 0.90: "
               f"{'met' if tk['onset_f1'] >= 0.97 and tk['frame_f1'] >= 0.90 else 'NOT met'} "
