@@ -2,7 +2,10 @@
 
 Prints seconds of video per wall second for the whole `pianocorpus build` (Ray start-up
 included) on 2 CPUs (goal >= 5x real time), the same build pinned to 1 core and the
-2-vs-1 speed-up (goal >= 1.6x), and the peak RSS of the build's whole process tree (driver and
+2-vs-1 speed-up (goal >= 1.6x) beside its anchor: the same per-video work (fetch, locate,
+frame pass, audio; `pipelines.stages.process_video`) without Ray, in one process pinned to
+one core vs two processes pinned to a core each: what this machine gives that work, and
+so the most the build could reach; and the peak RSS of the build's whole process tree (driver and
 Ray workers) for 2 and for 8 videos (goal: flat in the number of videos).
 
     make bench-build        # or: .venv/bin/python benchmarks/build_speed.py
@@ -11,6 +14,7 @@ Ray workers) for 2 and for 8 videos (goal: flat in the number of videos).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -21,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from curation.synthetic import SynthConfig, make_video
+from manifests.loader import load_manifest
 
 
 def run_build(manifest: Path, out: Path, cpus: int) -> tuple[float, float]:
@@ -46,6 +51,35 @@ def run_build(manifest: Path, out: Path, cpus: int) -> tuple[float, float]:
     return time.perf_counter() - started, peak
 
 
+def _process_pinned(manifest: Path, every: int, first: int, core: int, out: Path) -> None:
+    from pipelines.build import BuildConfig
+    from pipelines.stages import process_video
+
+    os.sched_setaffinity(0, {core})
+    config = BuildConfig(out=out)
+    for row in load_manifest(manifest).rows[first::every]:
+        process_video(row, config.work, config.out, config.fetch_options(), config.settings)
+
+
+def plain_speedup(manifest: Path, tmp: Path) -> tuple[float, float]:
+    """(1-core seconds, 2-core seconds) of the build's per-video work in plain processes."""
+    def timed(jobs: list[tuple]) -> float:
+        started = time.perf_counter()
+        processes = [multiprocessing.Process(target=_process_pinned, args=(manifest, *job)) for job in jobs]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+            if process.exitcode:
+                raise SystemExit(f"plain per-video run failed ({process.exitcode})")
+        return time.perf_counter() - started
+
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    one = timed([(1, 0, cores[0], tmp / "p1")])
+    two = timed([(2, 0, cores[0], tmp / "p2a"), (2, 1, cores[-1], tmp / "p2b")])
+    return one, two
+
+
 def manifest_of(videos: list[Path], path: Path) -> Path:
     path.write_text("video_id,url,split\n" + "".join(f"{v.stem},{v},train\n" for v in videos))
     return path
@@ -64,12 +98,15 @@ def main() -> None:
         manifest = manifest_of(videos[: args.videos], tmp / "speed.csv")
         two, _ = run_build(manifest, tmp / "c2", 2)
         one, _ = run_build(manifest, tmp / "c1", 1)
+        plain_one, plain_two = plain_speedup(manifest, tmp)
         _, rss2 = run_build(manifest_of(videos[:2], tmp / "m2.csv"), tmp / "r2", 2)
         _, rss8 = run_build(manifest_of(videos[:8], tmp / "m8.csv"), tmp / "r8", 2)
     print(f"{args.videos} videos x {args.seconds:g} s of 1280x720 H.264 ({total:g} s of video), basic-pitch labels")
     print(f"2 CPUs: {two:6.1f} s wall = {total / two:5.2f}x real time (goal >= 5x: {'met' if total / two >= 5 else 'NOT met'})")
     print(f"1 CPU:  {one:6.1f} s wall = {total / one:5.2f}x real time")
     print(f"speed-up 2 vs 1 CPU: {one / two:.2f} (goal >= 1.6: {'met' if one / two >= 1.6 else 'NOT met'})")
+    print(f"anchor, the per-video work without Ray: 1 core {plain_one:.1f} s, 2 cores {plain_two:.1f} s, "
+          f"speed-up {plain_one / plain_two:.2f}; the build reaches {(one / two) / (plain_one / plain_two):.0%} of it")
     print(f"peak RSS of the process tree: {rss2:.0f} MiB for 2 videos, {rss8:.0f} MiB for 8 videos "
           f"(ratio {rss8 / rss2:.2f})")
 
