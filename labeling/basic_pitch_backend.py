@@ -36,9 +36,9 @@ HOP = WINDOW - OVERLAP
 # below that fraction of a note an octave (2nd harmonic) or an octave and a fifth (3rd
 # harmonic) lower, starting within 3 frames. Grid-searched on seeds 100-107 (8 x 30 s,
 # FluidSynth piano) for onset F1, frame F1 as the tie-break (the frame rolls are what
-# Video2Roll trains on): onset 0.862 / frame 0.771 vs 0.798 / 0.760 with basic-pitch's
-# defaults (the octave-only rule at 0.8, onset 0.5 / frame 0.35: 0.830 / 0.765). Held-out
-# figures come from benchmarks/label_quality.py.
+# Video2Roll trains on): onset 0.862 / frame 0.771 vs 0.787 / 0.778 with basic-pitch's
+# defaults (the previous settings, octave-only rule at 0.8, onset 0.5 / frame 0.35:
+# 0.819 / 0.765). Held-out figures come from benchmarks/label_quality.py.
 PIANO_PARAMS = {"onset_threshold": 0.55, "frame_threshold": 0.2, "min_note_ms": 40.0, "melodia_trick": False,
                 "infer_onsets": False, "energy_tolerance": 11, "harmonic_ratio": 0.6}
 HARMONIC_INTERVALS = (12, 19)  # semitones above the fundamental of the 2nd and 3rd harmonics
