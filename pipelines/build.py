@@ -139,13 +139,15 @@ def label_stage(ds, config: BuildConfig, labeler: str, spec: dict, version: str,
     reserves no CPU: basic-pitch runs at ~35x real time and waits for videos most of the
     time, so the CPUs stay with the video stage (reserving one halved the build's
     parallelism on 2 cores, and on 1 core left the video stage none)."""
+    from ray.data import ActorPoolStrategy
+
     use_gpu = labeler == "transkun" and gpus > 0
     return ds.map_batches(
         LabelActor, batch_size=config.label_batch, batch_format="pandas",
         fn_constructor_kwargs={"labeler": labeler, "params": config.label_params, "spec": spec, "version": version,
                                "corpus": str(config.out), "work": str(config.work)},
         num_gpus=1 if use_gpu else 0, num_cpus=0,
-        concurrency=gpus if use_gpu else max(1, cpus // 4))
+        compute=ActorPoolStrategy(size=gpus if use_gpu else max(1, cpus // 4)))
 
 
 def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: str, spec: dict, version: str) -> None:
