@@ -3,7 +3,9 @@
 Anchor: `basic_pitch.inference.predict(path, model)` called file by file with the model
 loaded once (the fairest use of its API). Ours: `transcribe_batch` over all files (audio
 decoded by us, windows of all files batched through one onnxruntime session). Goal:
-ratio >= 1.5. Also prints transkun's real-time factor on this machine's device.
+ratio >= 1.5. Also prints the network alone on the same windows: both paths run it, so
+anchor / network bounds the ratio any path can reach without changing the network's
+arithmetic. Also prints transkun's real-time factor on this machine's device.
 
     make bench-label-speed          # or: .venv/bin/python benchmarks/label_speed.py --files 10
 """
@@ -30,6 +32,19 @@ def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
+
+
+def network_seconds(transcriber, clips) -> float:
+    """The ONNX network alone over every file's windows, batched: the floor under both paths."""
+    from labeling.basic_pitch_backend import RATE
+    from labeling.events import resample
+
+    windows = np.concatenate([transcriber._windows(resample(audio, rate, RATE)) for audio, rate in clips])[..., None]
+    name = transcriber.session.get_inputs()[0].name
+    started = time.perf_counter()
+    for s in range(0, len(windows), transcriber.batch_windows):
+        transcriber.session.run(None, {name: windows[s:s + transcriber.batch_windows]})
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -62,11 +77,14 @@ def main() -> None:
         clips = [load_audio(path) for path in paths]
         ours_transcriber.transcribe_batch(clips)
         ours = time.perf_counter() - started
+        network = network_seconds(ours_transcriber, clips)
 
     print(f"{args.files} files x {args.seconds:g} s")
     print(f"basic-pitch predict() file by file (anchor): {anchor:6.2f} s  {total / anchor:6.1f}x real time")
     print(f"ours, batched windows:                       {ours:6.2f} s  {total / ours:6.1f}x real time")
     print(f"ratio ours/anchor: {anchor / ours:.2f} (goal >= 1.5: {'met' if anchor / ours >= 1.5 else 'NOT met'})")
+    print(f"the network alone on the same windows: {network:6.2f} s = {network / anchor:.0%} of the anchor's time, so "
+          f"any path running this network at this precision on this device is at most {anchor / network:.2f}x the anchor")
     if args.transkun_seconds:
         transkun = make_transcriber("transkun")
         audio, _, _ = performance_audio(3000, args.transkun_seconds)
