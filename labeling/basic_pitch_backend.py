@@ -105,18 +105,21 @@ class BasicPitchTranscriber:
             out[i, :len(chunk)] = chunk
         return out
 
+    def network(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+        """The ONNX model over (N, WINDOW, 1) windows, `batch_windows` at a time: note and
+        onset posteriors (N, 172, 88) each (the contour output is not fetched: unused)."""
+        outputs = {"note": [], "onset": []}
+        for s in range(0, len(windows), self.batch_windows):
+            note, onset = self.session.run(["StatefulPartitionedCall:1", "StatefulPartitionedCall:2"],
+                                           {"serving_default_input_2:0": windows[s:s + self.batch_windows]})
+            outputs["note"].append(note)
+            outputs["onset"].append(onset)
+        return {k: np.concatenate(v) for k, v in outputs.items()}
+
     def posteriors(self, audios: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Note/onset posteriors (T, 88) per 22.05 kHz audio, all windows batched together."""
         windows = [self._windows(a) for a in audios]
-        stacked = np.concatenate(windows)[..., None]
-        outputs = {"note": [], "onset": []}
-        for s in range(0, len(stacked), self.batch_windows):
-            contour, note, onset = self.session.run(
-                ["StatefulPartitionedCall:0", "StatefulPartitionedCall:1", "StatefulPartitionedCall:2"],
-                {"serving_default_input_2:0": stacked[s:s + self.batch_windows]})
-            outputs["note"].append(note)
-            outputs["onset"].append(onset)
-        merged = {k: np.concatenate(v) for k, v in outputs.items()}
+        merged = self.network(np.concatenate(windows)[..., None])
         results, first = [], 0
         half = OVERLAP_FRAMES // 2
         for audio, w in zip(audios, windows):
