@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from curation.rectify import rectification_matrix
+from curation.threads import thread_budget
 
 DROP_REASONS = ("outside_range", "no_keyboard", "silent")
 
@@ -117,12 +118,13 @@ def silent_frames(rms: np.ndarray, fps: float, config: FrameConfig) -> np.ndarra
 def decode_at_fps(path: str | Path, fps: float) -> Iterator[tuple[int, np.ndarray]]:
     """(corpus frame index, BGR frame): for corpus frame k, the source frame showing at
     its centre time (k+0.5)/fps; as many frames as the stream's duration holds at `fps`.
-    Decoding is threaded."""
+    Decoding is threaded, within the task's thread budget."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = thread_budget()  # 0: FFmpeg's default
         base = float(stream.time_base)
         start = float(stream.start_time or 0) * base
         if stream.duration:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from curation.threads import thread_budget
 from labeling.events import NoteEvent, Transcription, check_audio, keep_piano_range, resample
 
 RATE = 22050
@@ -91,7 +92,9 @@ class BasicPitchTranscriber:
         self.batch_windows = batch_windows
         self.weights = onnx_model_path()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(str(self.weights), providers=providers)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = thread_budget()  # 0: one per core
+        self.session = ort.InferenceSession(str(self.weights), options, providers=providers)
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         _, self._notes = _import_basic_pitch()
 

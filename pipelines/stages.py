@@ -17,6 +17,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,6 +27,7 @@ from curation.fetch import FetchOptions, fetch_video
 from curation.frames import FrameConfig, frame_pass, frame_rms, reference_crop, silent_frames
 from curation.keyboard import KeyboardNotFound, locate_in_frames, manifest_crop_location, quad_iou, sample_frames
 from curation.probe import ProbeError, probe, sha256_file
+from curation.threads import thread_budget
 from manifests.schema import ManifestRow
 from pipelines.atomic import atomic_json, atomic_parquet
 
@@ -65,6 +67,8 @@ def base_row(row: ManifestRow) -> dict:
 
 def process_video(row: ManifestRow, work: Path, corpus: Path, fetch: FetchOptions, settings: VideoSettings) -> dict:
     """The visual and audio half of one video; the row for videos.parquet."""
+    if thread_budget():
+        cv2.setNumThreads(thread_budget())  # OpenCV's 0 would mean "no threads", not "default"
     result = base_row(row)
     try:
         record = fetch_video(row, fetch)

@@ -68,3 +68,13 @@ def test_decode_at_a_lower_fps_picks_the_frame_showing_at_each_centre(synth_no_h
     assert len(picked) == round(len(source) / 25 * 10)
     for k, frame in picked:
         assert np.array_equal(frame, source[int((k + 0.5) / 10 * 25)])
+
+
+def test_one_decoding_thread_gives_the_same_frames_as_ffmpegs_default(synth_no_hands, monkeypatch):
+    """Ray gives each video task a budget of one thread (OMP_NUM_THREADS=1); the frames
+    must not depend on it, or corpora built on different machines would differ."""
+    default = list(decode_at_fps(synth_no_hands.mp4, 10.0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    single = list(decode_at_fps(synth_no_hands.mp4, 10.0))
+    assert [k for k, _ in single] == [k for k, _ in default]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(single, default))

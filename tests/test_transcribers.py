@@ -129,3 +129,12 @@ def test_cli_transcribe_writes_midi_and_rolls_aligned_to_the_video(synth_no_hand
     missing = subprocess.run([sys.executable, "-m", "pipelines.cli", "transcribe", str(tmp_path / "nope.wav"),
                               "--midi", str(tmp_path / "x.mid")], capture_output=True, text=True)
     assert missing.returncode == 2 and "nope.wav: no such file" in missing.stderr
+
+
+def test_basic_pitch_keeps_to_the_thread_budget_ray_gives_its_actor(monkeypatch):
+    """onnxruntime starts a thread per core unless told; under Ray (OMP_NUM_THREADS set
+    to the actor's CPUs) it is told, and outside Ray it keeps its default (0)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert make_transcriber("basic-pitch").session.get_session_options().intra_op_num_threads == 0
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert make_transcriber("basic-pitch").session.get_session_options().intra_op_num_threads == 1
