@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -64,7 +65,7 @@ class BuildConfig:
     num_cpus: int | None = None  # local Ray: default all
     object_store_mb: int | None = None  # local Ray: default Ray's
     address: str | None = None  # join a cluster (or $RAY_ADDRESS)
-    label_batch: int = 4  # videos per transcriber call
+    label_batch: int = 1  # videos per transcriber call: each video is labelled as soon as its audio is written
     fetch: dict = field(default_factory=dict)  # FetchOptions fields
     manifest: str | None = None  # the manifest built from (recorded in corpus.json; the audit reads it)
 
@@ -90,6 +91,25 @@ def init_ray(config: BuildConfig):
                  object_store_memory=config.object_store_mb * 2**20 if config.object_store_mb else None)
     ray.data.DataContext.get_current().enable_progress_bars = True
     return ray
+
+
+def ray_is_up() -> bool:
+    import ray
+
+    return ray.is_initialized()
+
+
+def stop_ray_in_background(started_here: bool) -> threading.Thread | None:
+    """Shut down the Ray this command started while the driver writes the corpus files:
+    the graph is done, and Ray's shutdown mostly waits for its processes to exit
+    (1.5-2.5 s of a build here). A Ray the caller started stays up."""
+    if not started_here:
+        return None
+    import ray
+
+    stopping = threading.Thread(target=ray.shutdown, name="ray-shutdown")
+    stopping.start()
+    return stopping
 
 
 class LabelActor:
@@ -136,9 +156,11 @@ def _label_spec(config: BuildConfig, labeler: str, fps: float) -> tuple[dict, st
 
 def label_stage(ds, config: BuildConfig, labeler: str, spec: dict, version: str, gpus: int, cpus: int):
     """Transcriber actors: one GPU each where the cluster has GPUs. On CPUs the actor
-    reserves no CPU: basic-pitch runs at ~35x real time and waits for videos most of the
-    time, so the CPUs stay with the video stage (reserving one halved the build's
-    parallelism on 2 cores, and on 1 core left the video stage none)."""
+    reserves no CPU: basic-pitch labels a video at tens of times real time and waits for
+    videos most of the time, so the CPUs stay with the video stage (reserving one halved
+    the build's parallelism on 2 cores, and on 1 core left the video stage none). Videos
+    are labelled one per call by default, as each one's audio is written, so labelling
+    overlaps the video stage instead of trailing it."""
     from ray.data import ActorPoolStrategy
 
     use_gpu = labeler == "transkun" and gpus > 0
@@ -254,6 +276,7 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
     """Build (or resume) the corpus; returns the stats written to stats/summary.json."""
     manifest = load_manifest(manifest_path)
     rows = list(manifest.rows)
+    started_here = not ray_is_up()
     config.manifest = str(Path(manifest.path).resolve())
     config.out.mkdir(parents=True, exist_ok=True)
     labeler = _resolve_labeler_for_cluster(config)
@@ -261,8 +284,13 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
     spec, version = _label_spec(config, labeler, fps)
     started = time.perf_counter()
     run_graph(config, rows, labeler, spec, version)
-    video_rows = _video_rows(config, rows, version)
-    stats = assemble(config, video_rows, version, spec)
+    stopping = stop_ray_in_background(started_here)
+    try:
+        video_rows = _video_rows(config, rows, version)
+        stats = assemble(config, video_rows, version, spec)
+    finally:
+        if stopping:
+            stopping.join()
     stats["label_version"], stats["seconds"] = version, round(time.perf_counter() - started, 1)
     return stats
 
@@ -285,6 +313,7 @@ def relabel(config: BuildConfig, make_default: bool = False) -> dict:
     existing = json.loads((corpus / "corpus.json").read_text())
     fps = existing["config"]["frames"]["fps"]
     videos = [v for v in pq.read_table(corpus / "videos.parquet").to_pylist() if v["status"] == "ok"]
+    started_here = not ray_is_up()
     labeler = _resolve_labeler_for_cluster(config)
     spec, version = _label_spec(config, labeler, fps)
     started = time.perf_counter()
@@ -292,16 +321,21 @@ def relabel(config: BuildConfig, make_default: bool = False) -> dict:
     items = [{k: v[k] for k in ("video_id", "status", "n_frames", "fps")} for v in videos]
     label_stage(ray.data.from_items(items), config, labeler, spec, version,
                 int(ray.cluster_resources().get("GPU", 0)), int(ray.cluster_resources().get("CPU", 1))).materialize()
-    missing = [v["video_id"] for v in videos if not _labels_done(config.work, version, v["video_id"])]
-    if missing:
-        raise RuntimeError(f"labels failed for {len(missing)} video(s): {', '.join(missing[:10])} "
-                           f"(see {config.work / 'labels' / version}); re-run relabel to retry")
-    config.rows_per_part = existing["config"]["rows_per_part"]
-    stats = write_label_version(config, videos, version, spec)
-    if make_default:
-        data = json.loads((corpus / "corpus.json").read_text())
-        data["default_label_version"] = version
-        atomic_json(data, corpus / "corpus.json")
-    notes = sum(json.loads((config.work / "labels" / version / f"{v['video_id']}.json").read_text()).get("n_notes", 0)
-                for v in videos)
+    stopping = stop_ray_in_background(started_here)
+    try:
+        missing = [v["video_id"] for v in videos if not _labels_done(config.work, version, v["video_id"])]
+        if missing:
+            raise RuntimeError(f"labels failed for {len(missing)} video(s): {', '.join(missing[:10])} "
+                               f"(see {config.work / 'labels' / version}); re-run relabel to retry")
+        config.rows_per_part = existing["config"]["rows_per_part"]
+        stats = write_label_version(config, videos, version, spec)
+        if make_default:
+            data = json.loads((corpus / "corpus.json").read_text())
+            data["default_label_version"] = version
+            atomic_json(data, corpus / "corpus.json")
+        notes = sum(json.loads((config.work / "labels" / version / f"{v['video_id']}.json").read_text())
+                    .get("n_notes", 0) for v in videos)
+    finally:
+        if stopping:
+            stopping.join()
     return {**stats, "label_version": version, "notes": notes, "seconds": round(time.perf_counter() - started, 1)}

@@ -170,3 +170,24 @@ def test_relabel_writes_a_new_version_and_leaves_frames_and_audio_alone(corpus):
     assert meta["default_label_version"] == new
     assert meta["label_versions"][new]["params"]["onset_threshold"] == 0.4
     assert (out / "wds" / new / "train" / "train-000000.tar").is_file()
+
+
+def test_ray_gives_tasks_a_thread_budget_and_is_stopped_only_by_the_command_that_started_it():
+    """The stages size their thread pools from OMP_NUM_THREADS, which Ray sets to a task's
+    CPUs; the build stops a Ray it started while it writes the shards, never the caller's."""
+    import ray
+
+    from curation.threads import thread_budget
+    from pipelines.build import stop_ray_in_background
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        budget = ray.remote(num_cpus=1)(thread_budget)
+        assert ray.get(budget.remote()) == 1
+        assert ray.get(budget.options(num_cpus=2).remote()) == 2
+        assert stop_ray_in_background(started_here=False) is None and ray.is_initialized()
+        stopping = stop_ray_in_background(started_here=True)
+        stopping.join(timeout=60)
+        assert not stopping.is_alive() and not ray.is_initialized()
+    finally:
+        ray.shutdown()
