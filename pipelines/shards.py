@@ -55,9 +55,11 @@ def write_frame_parts(sources: list[Path], folder: Path, rows_per_part: int) -> 
     return paths
 
 
-def _frame_parts(frames_parts: list[Path]) -> Iterator[pa.Table]:
+def _frame_parts(frames_parts: list[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """The split's frame parts in order; only `columns` when given (the JPEG column is
+    most of a part and most of the time it takes to read one)."""
     for path in frames_parts:
-        yield pq.read_table(path, schema=FRAMES_SCHEMA)
+        yield pq.read_table(path, schema=FRAMES_SCHEMA, columns=columns)
 
 
 class _LabelTables:
@@ -84,7 +86,7 @@ def write_label_parts(frames_parts: list[Path], sources: dict[str, Path], folder
     """labels part N holds the rolls of exactly the frames of frames part N."""
     _clear(folder, "part-*.parquet")
     labels = _LabelTables(sources)
-    for n, table in enumerate(_frame_parts(frames_parts)):
+    for n, table in enumerate(_frame_parts(frames_parts, ["video_id", "frame"])):
         ids, frames = table.column("video_id").to_pylist(), table.column("frame").to_pylist()
         pieces = [labels.rows(v, frames[a:b]) for v, a, b in _runs(ids)]
         atomic_parquet(pa.concat_tables(pieces) if pieces else LABELS_SCHEMA.empty_table(),
