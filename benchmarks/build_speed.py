@@ -81,6 +81,13 @@ def plain_speedup(manifest: Path, tmp: Path) -> tuple[float, float]:
     return one, two
 
 
+def render_videos(folder: Path, n: int, seconds: float) -> list[Path]:
+    """Synthetic 720p videos v00.. (seeds 500..), rendered unless already in the folder."""
+    config = SynthConfig(seconds=seconds, audio="auto")
+    return [folder / f"v{i:02d}.mp4" if (folder / f"v{i:02d}.mp4").is_file()
+            else make_video(folder, f"v{i:02d}", 500 + i, config).with_suffix(".mp4") for i in range(n)]
+
+
 def manifest_of(videos: list[Path], path: Path) -> Path:
     path.write_text("video_id,url,split\n" + "".join(f"{v.stem},{v},train\n" for v in videos))
     return path
@@ -91,12 +98,12 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each timing; the best is reported")
+    parser.add_argument("--media", type=Path, help="render the videos into this folder once and reuse them "
+                                                   "(default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        config = SynthConfig(seconds=args.seconds, audio="auto")
-        videos = [make_video(tmp / "media", f"v{i:02d}", 500 + i, config).with_suffix(".mp4")
-                  for i in range(max(8, args.videos))]
+        videos = render_videos((args.media or tmp / "media") / f"{args.seconds:g}s", max(8, args.videos), args.seconds)
         total = args.videos * args.seconds
         manifest = manifest_of(videos[: args.videos], tmp / "speed.csv")
         # Interleaved repeats, best of each: identical builds differ by several seconds here.
