@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from curation.rectify import rectification_matrix
-from curation.threads import thread_budget
+from curation.threads import thread_decoder
 
 DROP_REASONS = ("outside_range", "no_keyboard", "silent")
 
@@ -123,8 +123,7 @@ def decode_at_fps(path: str | Path, fps: float) -> Iterator[tuple[int, np.ndarra
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = thread_budget()  # 0: FFmpeg's default
+        thread_decoder(stream)
         base = float(stream.time_base)
         start = float(stream.start_time or 0) * base
         if stream.duration:

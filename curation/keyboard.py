@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from curation.piano import BLACK_LENGTH, N_BLACK, N_WHITE, key_layout
-from curation.threads import thread_budget
+from curation.threads import thread_decoder
 
 WORK_WIDTH = 960  # frames are downscaled to this width for the search
 STRIP_PX_PER_WHITE = 20
@@ -217,8 +217,7 @@ def sample_frames(path: str | Path, n: int = 24) -> tuple[list[np.ndarray], tupl
         if not container.streams.video:
             raise KeyboardNotFound("no_keyboard", f"{path}: no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = thread_budget()
+        thread_decoder(stream)
         stream.codec_context.skip_frame = "NONKEY"
         keyframes = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
     if len(keyframes) >= min(n, 8):
@@ -226,8 +225,7 @@ def sample_frames(path: str | Path, n: int = 24) -> tuple[list[np.ndarray], tupl
         return keyframes[::step][:n], (keyframes[0].shape[1], keyframes[0].shape[0])
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = thread_budget()
+        thread_decoder(stream)
         total = stream.frames or int((float(container.duration or 0) / av.time_base) * float(stream.average_rate or 25))
         step = max(1, total // n) if total else 12
         frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(stream)) if i % step == step // 2]

@@ -19,3 +19,9 @@ def thread_budget() -> int:
         return max(0, int(os.environ.get("OMP_NUM_THREADS", "0")))
     except ValueError:
         return 0
+
+
+def thread_decoder(stream) -> None:
+    """Threaded decoding of a PyAV video stream within the task's budget (0: FFmpeg's default)."""
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = thread_budget()

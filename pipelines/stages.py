@@ -67,8 +67,8 @@ def base_row(row: ManifestRow) -> dict:
 
 def process_video(row: ManifestRow, work: Path, corpus: Path, fetch: FetchOptions, settings: VideoSettings) -> dict:
     """The visual and audio half of one video; the row for videos.parquet."""
-    if thread_budget():
-        cv2.setNumThreads(thread_budget())  # OpenCV's 0 would mean "no threads", not "default"
+    if budget := thread_budget():
+        cv2.setNumThreads(budget)  # OpenCV's 0 would mean "no threads", not "default"
     result = base_row(row)
     try:
         record = fetch_video(row, fetch)
