@@ -18,6 +18,7 @@ import os
 import platform
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,17 +100,22 @@ def ray_is_up() -> bool:
     return ray.is_initialized()
 
 
-def stop_ray_in_background(started_here: bool) -> threading.Thread | None:
+@contextmanager
+def ray_stopping(started_here: bool):
     """Shut down the Ray this command started while the driver writes the corpus files:
     the graph is done, and Ray's shutdown mostly waits for its processes to exit
     (1.5-2.5 s of a build here). A Ray the caller started stays up."""
-    if not started_here:
-        return None
-    import ray
+    stopping = None
+    if started_here:
+        import ray
 
-    stopping = threading.Thread(target=ray.shutdown, name="ray-shutdown")
-    stopping.start()
-    return stopping
+        stopping = threading.Thread(target=ray.shutdown, name="ray-shutdown")
+        stopping.start()
+    try:
+        yield
+    finally:
+        if stopping:
+            stopping.join()
 
 
 class LabelActor:
@@ -288,13 +294,9 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
     spec, version = _label_spec(config, labeler, fps)
     started = time.perf_counter()
     run_graph(config, rows, labeler, spec, version)
-    stopping = stop_ray_in_background(started_here)
-    try:
+    with ray_stopping(started_here):
         video_rows = _video_rows(config, rows, version)
         stats = assemble(config, video_rows, version, spec)
-    finally:
-        if stopping:
-            stopping.join()
     stats["label_version"], stats["seconds"] = version, round(time.perf_counter() - started, 1)
     return stats
 
@@ -325,8 +327,7 @@ def relabel(config: BuildConfig, make_default: bool = False) -> dict:
     items = [{k: v[k] for k in ("video_id", "status", "n_frames", "fps")} for v in videos]
     label_stage(ray.data.from_items(items), config, labeler, spec, version,
                 int(ray.cluster_resources().get("GPU", 0)), int(ray.cluster_resources().get("CPU", 1))).materialize()
-    stopping = stop_ray_in_background(started_here)
-    try:
+    with ray_stopping(started_here):
         missing = [v["video_id"] for v in videos if not _labels_done(config.work, version, v["video_id"])]
         if missing:
             raise RuntimeError(f"labels failed for {len(missing)} video(s): {', '.join(missing[:10])} "
@@ -339,7 +340,4 @@ def relabel(config: BuildConfig, make_default: bool = False) -> dict:
             atomic_json(data, corpus / "corpus.json")
         notes = sum(json.loads((config.work / "labels" / version / f"{v['video_id']}.json").read_text())
                     .get("n_notes", 0) for v in videos)
-    finally:
-        if stopping:
-            stopping.join()
     return {**stats, "label_version": version, "notes": notes, "seconds": round(time.perf_counter() - started, 1)}

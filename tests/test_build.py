@@ -178,16 +178,18 @@ def test_ray_gives_tasks_a_thread_budget_and_is_stopped_only_by_the_command_that
     import ray
 
     from curation.threads import thread_budget
-    from pipelines.build import stop_ray_in_background
+    from pipelines.build import ray_stopping
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         budget = ray.remote(num_cpus=1)(thread_budget)
         assert ray.get(budget.remote()) == 1
         assert ray.get(budget.options(num_cpus=2).remote()) == 2
-        assert stop_ray_in_background(started_here=False) is None and ray.is_initialized()
-        stopping = stop_ray_in_background(started_here=True)
-        stopping.join(timeout=60)
-        assert not stopping.is_alive() and not ray.is_initialized()
+        with ray_stopping(started_here=False):
+            pass
+        assert ray.is_initialized()
+        with ray_stopping(started_here=True):
+            pass
+        assert not ray.is_initialized()
     finally:
         ray.shutdown()
