@@ -1,18 +1,37 @@
-"""Locate the full 88-key keyboard in a video: its quad (TL, TR, BR, BL) in source pixels.
+"""Locate the full 88-key keyboard in a video: its quad in source pixels, in keyboard order.
 
-The method, per sampled frame (OpenCV + NumPy only, see ../shared/KEYBOARD.md):
-1. the key band: the largest wide blob of bright, unsaturated pixels (white keys; skin is
-   saturated, so hands do not join it), its rotated rectangle straightened into a strip;
-2. the black keys: dark blobs in the strip's upper part, with their tops and bottoms;
-3. the 88-key model: the 36 black keys' centres (12 equal slots per octave) are matched
-   to the blobs by a 1-D scale + offset fit, done separately at the blobs' tops and
-   bottoms so a keystone (perspective) is followed; only a full keyboard has 36 black
-   keys with the single A#0 first, so a cropped or 61-key keyboard fails the match;
-4. the ends (A0's left edge, C8's right edge) come from that fit, and the key fronts from
-   the black-key length, which is 0.63 of the white keys' (hands hide the fronts, not
-   the black keys' tops).
-The corners are then the median over all sampled frames where the fit succeeded (hands
-move; the keyboard does not), and the score is the share of the 36 black keys found.
+The quad's corners are (A0 back, C8 back, C8 front, A0 front): "back" is the black keys'
+end (the fallboard side), "front" the white keys' front edge. For the usual camera this
+is TL, TR, BR, BL; for a camera on the player's far side (`orientation` "rotated") or a
+mirrored video the corners follow the keyboard, so rectifying with the quad always puts
+A0 at the crop's left and the black keys at its top.
+
+The method, per sampled frame (OpenCV + NumPy, see ../shared/KEYBOARD.md), works
+from the black keys, which are the one thing every keyboard shows whatever its light:
+1. dark-key mask: a horizontal black-hat (closing minus image), so a black key counts by
+   its contrast with the white keys beside it, not by an absolute level (stage light
+   puts real white keys at V 100-140). Wide dark areas (the fallboard, letterboxing)
+   give no black-hat; dim surroundings (a glossy fallboard mirroring the keys) are cut
+   by requiring the local white level;
+2. rows: key-shaped blobs (narrow, tall, solid) are grouped into straight rows of
+   similar height (RANSAC over blob pairs), a few rows per frame;
+3. the 88-key model: along each row, a 1-D Hough vote over scale and offset matches the
+   blobs to the 36 black-key centres (12 equal slots per octave), in both directions
+   (A0 on the left or the right). Only a full 88 starts with the single A#0 and ends
+   with B7-C8 after a group of three, so the ends fix the octave; blobs the model does
+   not explain count against a fit;
+4. geometry: each matched black key gives two points (its back and front end) in
+   keyboard coordinates (key position in white keys, depth in black-key lengths); a
+   RANSAC homography maps them to the frame (rotation, keystone, oblique views,
+   upside-down and mirrored cameras alike). The white keys' front edge is found by
+   scanning down the white-only zone for the brightness drop, the 0.63 black/white
+   length ratio its prior;
+5. checks: both ends must show white keys, or lie outside the frame by at most
+   CLIP_MAX_WHITE white keys (reported as `clipped_left` / `clipped_right`); a keyboard
+   seen only in part (61/76 keys, a crop) is `partial_keyboard`.
+Per video, the fits of the sampled frames are clustered (a camera that moves gives two
+clusters: the larger wins), their corners' median is taken, and the keyboard is refitted
+on the per-pixel median of those frames (hands move, the keyboard does not).
 """
 
 from __future__ import annotations
@@ -27,9 +46,11 @@ from curation.piano import BLACK_LENGTH, N_BLACK, N_WHITE, key_layout
 from curation.threads import thread_decoder
 
 WORK_WIDTH = 960  # frames are downscaled to this width for the search
-STRIP_PX_PER_WHITE = 20
-MIN_BLACK_MATCHED = 30  # of 36
-MIN_BLACK_PARTIAL = 12  # this many key-like blobs on a key band, but no full fit: a partial keyboard
+MIN_BLACK_MATCHED = 14  # of 36: hands may hide half the keys in a frame
+MIN_MATCHED_SHARE = 0.45  # of the black keys inside the frame
+CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (Paul Barton framing)
+FRONT = 1 / BLACK_LENGTH  # the white keys' front in black-key lengths from the back
+ORIENTATIONS = ("normal", "rotated", "mirrored", "flipped")
 
 
 class KeyboardNotFound(Exception):
@@ -42,16 +63,23 @@ class KeyboardNotFound(Exception):
 
 @dataclass(frozen=True)
 class KeyboardFit:
-    quad: np.ndarray  # (4, 2) TL, TR, BR, BL, in the pixels of the frame it was fitted on
-    score: float  # share of the 36 black keys matched, times fit quality
-    matched: int
+    """One frame's answer: a full keyboard (`full`) or a keyboard seen only in part."""
+
+    quad: np.ndarray  # (4, 2) A0 back, C8 back, C8 front, A0 front, in the fitted frame's pixels
+    score: float  # share of the visible black keys matched, times fit quality
+    matched: int  # black keys matched
+    orientation: str
+    clipped: tuple[float, float]  # white keys of the A0 / C8 end outside the frame
+    full: bool = True
+    keys_seen: int = 0  # for a partial keyboard: about how many keys were seen
+    why: str = ""
 
 
 @dataclass
 class KeyboardLocation:
     """The answer for one video."""
 
-    quad: list[list[float]]  # TL, TR, BR, BL in source pixels
+    quad: list[list[float]]  # A0 back, C8 back, C8 front, A0 front in source pixels
     bbox: list[int]  # x0, y0, x1, y1
     score: float
     frames_used: int
@@ -59,158 +87,373 @@ class KeyboardLocation:
     source: str = "detected"  # detected | manifest
     key_ranges: list[list[float]] = field(default_factory=list)  # 88 x [x0, x1] in the rectified crop, 0..1
     fitted: list[int] = field(default_factory=list)  # indices of the frames the keyboard was fitted in
+    orientation: str = "normal"  # normal | rotated (camera facing the player) | mirrored | flipped
+    clipped_left: float = 0.0  # white keys of the A0 end outside the frame
+    clipped_right: float = 0.0  # white keys of the C8 end outside the frame
 
     def to_json(self) -> dict:
         return {"bbox": self.bbox, "quad": self.quad, "score": round(self.score, 4), "source": self.source,
+                "orientation": self.orientation, "clipped_left": round(self.clipped_left, 2),
+                "clipped_right": round(self.clipped_right, 2),
                 "frames_used": self.frames_used, "frames_sampled": self.frames_sampled, "key_ranges": self.key_ranges}
 
 
-# --- per frame --------------------------------------------------------------------------
-def _key_band(frame: np.ndarray):
-    """Rotated rectangle of the white-key band, or None."""
-    hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
-    white = ((hsv[..., 2] > 150) & (hsv[..., 1] < 50)).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, frame.shape[1] // 60), 3))
-    white = cv2.morphologyEx(white, cv2.MORPH_CLOSE, kernel)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(white, connectivity=8)
+@dataclass(frozen=True)
+class Blobs:
+    """Key-shaped dark blobs of one frame (work pixels)."""
+
+    cx: np.ndarray
+    cy: np.ndarray
+    height: np.ndarray
+    width: np.ndarray  # mean width: area / height
+    box: np.ndarray  # (n, 4) x, y, w, h
+    label: np.ndarray  # component label of each blob
+    labels: np.ndarray  # the label image
+
+    def __len__(self) -> int:
+        return len(self.cx)
+
+
+# --- per frame: dark keys -------------------------------------------------------------------
+def dark_key_mask(gray: np.ndarray) -> np.ndarray:
+    """Pixels darker than the white keys beside them (see the module docstring, step 1)."""
+    width = gray.shape[1]
+    k = max(9, int(0.028 * width)) | 1  # wider than a black key of a keyboard spanning the frame
+    closed = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, 1)))
+    blackhat = cv2.subtract(closed, gray)
+    local_white = cv2.dilate(closed, cv2.getStructuringElement(cv2.MORPH_RECT, (k * 2 + 1, max(9, int(0.08 * width)) | 1)))
+    mask = (blackhat.astype(np.int16) > np.maximum(18, 0.3 * closed)) & (closed > 0.55 * local_white) & (closed > 40)
+    mask = mask.astype(np.uint8)
+    # The 1-2 px gaps between white keys are not black keys.
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, 3), np.uint8))
+
+
+def key_blobs(mask: np.ndarray) -> Blobs:
+    """Connected dark blobs shaped like black keys: narrow, tall, solid."""
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    x, y, w, h, area = (stats[1:, i] for i in range(5))
+    mean_width = area / np.maximum(h, 1)
+    keep = ((mean_width >= 2.0) & (mean_width <= 0.03 * mask.shape[1]) & (h >= 2.2 * mean_width)
+            & (h >= 6) & (h <= 0.4 * mask.shape[0]) & (area >= 0.4 * w * h))
+    index = np.flatnonzero(keep)
+    return Blobs(cx=centroids[1:, 0][index], cy=centroids[1:, 1][index], height=h[index].astype(float),
+                 width=mean_width[index].astype(float), box=np.column_stack([x, y, w, h])[index],
+                 label=index + 1, labels=labels)
+
+
+def blob_rows(blobs: Blobs, max_rows: int = 3, seed: int = 0) -> list[np.ndarray]:
+    """Index sets of blobs lying on one straight row with similar heights, best first."""
+    rows: list[np.ndarray] = []
+    free = np.ones(len(blobs), bool)
+    rng = np.random.default_rng(seed)
+    for _ in range(max_rows):
+        candidates = np.flatnonzero(free)
+        if len(candidates) < MIN_BLACK_MATCHED:
+            break
+        inliers = _best_row(blobs, candidates, rng)
+        if inliers is None or len(inliers) < MIN_BLACK_MATCHED:
+            break
+        rows.append(inliers)
+        free[inliers] = False
+    return rows
+
+
+def _best_row(blobs: Blobs, candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    n = len(candidates)
+    i, j = np.triu_indices(n, 1)
+    if len(i) > 4000:
+        pick = rng.choice(len(i), 4000, replace=False)
+        i, j = i[pick], j[pick]
+    a, b = candidates[i], candidates[j]
+    dx, dy = blobs.cx[b] - blobs.cx[a], blobs.cy[b] - blobs.cy[a]
+    h_pair = (blobs.height[a] + blobs.height[b]) / 2
+    ok = (np.abs(dx) > 3 * np.median(blobs.width[candidates])) & (np.abs(dy) < 0.7 * np.abs(dx)) \
+        & (np.abs(np.log(blobs.height[a] / blobs.height[b])) < 0.35)
+    if not ok.any():
+        return None
+    a, b, dx, dy, h_pair = a[ok], b[ok], dx[ok], dy[ok], h_pair[ok]
+    length = np.hypot(dx, dy)
+    nx, ny = -dy / length, dx / length
+    px, py = blobs.cx[candidates], blobs.cy[candidates]
+    distance = np.abs((px[None] - blobs.cx[a][:, None]) * nx[:, None] + (py[None] - blobs.cy[a][:, None]) * ny[:, None])
+    ratio = np.abs(np.log(blobs.height[candidates][None] / h_pair[:, None]))
+    inlier = (distance < 0.2 * h_pair[:, None]) & (ratio < 0.45)
+    best = int(inlier.sum(axis=1).argmax())
+    members = candidates[inlier[best]]
+    # Refit the line on its members and take them again (the pair was only a seed).
+    for _ in range(2):
+        if len(members) < 3:
+            return members
+        vx, vy, x0, y0 = cv2.fitLine(np.column_stack([blobs.cx[members], blobs.cy[members]]).astype(np.float32),
+                                     cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+        h_med = float(np.median(blobs.height[members]))
+        distance = np.abs((px - x0) * -vy + (py - y0) * vx)
+        ratio = np.abs(np.log(blobs.height[candidates] / h_med))
+        members = candidates[(distance < 0.2 * h_med) & (ratio < 0.45)]
+    return members
+
+
+# --- per frame: the 88-key model along a row -------------------------------------------------
+@dataclass(frozen=True)
+class RowFit:
+    keys: np.ndarray  # (m,) index 0..35 of the black key each matched blob is
+    blobs: np.ndarray  # (m,) blob indices
+    extra: int  # blobs of the row that no black key explains
+    direction: int  # +1: A0 at the row's low-t end
+    scale: float
+    offset: float
+
+
+def _black_centres() -> np.ndarray:
+    layout = key_layout()
+    return layout.centre[layout.black]
+
+
+def fit_row(t: np.ndarray) -> RowFit | None:
+    """Best match of positions t (along the row, work px) to the 36 black-key centres.
+
+    Votes over scale (white-key width, from the blobs' own spacing +-15 %) and offset;
+    the best few votes are scored exactly: matched keys, minus half of the blobs left
+    unexplained."""
+    order = np.argsort(t)
+    ts = t[order]
+    gaps = np.diff(ts)
+    small = gaps[gaps <= np.percentile(gaps, 40) * 1.25]
+    if len(small) == 0 or np.median(small) <= 0:
+        return None
+    s0 = float(np.median(small)) / (7 / 6)  # neighbours inside a group are 7/6 white keys apart
+    scales = s0 * (1 + np.arange(-0.16, 0.1601, 0.004))
+    model = _black_centres()
     best = None
-    for i in range(1, n):
-        if stats[i, cv2.CC_STAT_AREA] < 0.01 * white.size or stats[i, cv2.CC_STAT_WIDTH] < 0.3 * frame.shape[1]:
-            continue
-        points = np.column_stack(np.nonzero(labels == i)[::-1]).astype(np.float32)
-        (cx, cy), (w, h), angle = cv2.minAreaRect(points)
-        if w < h:
-            w, h, angle = h, w, angle + 90
-        if not 4.0 <= w / max(h, 1) <= 20.0:
-            continue
-        if best is None or stats[i, cv2.CC_STAT_AREA] > best[0]:
-            best = (stats[i, cv2.CC_STAT_AREA], ((cx, cy), (w, h), angle))
-    return None if best is None else best[1]
+    for direction in (1, -1):
+        offsets = ts[None, :, None] - direction * scales[:, None, None] * model[None, None, :]
+        bin_width = 0.08 * s0
+        lo = offsets.min()
+        bins = ((offsets - lo) / bin_width).astype(np.int64)
+        n_bins = int(bins.max()) + 1
+        flat = (np.arange(len(scales))[:, None, None] * n_bins + bins).ravel()
+        votes = np.bincount(flat, minlength=len(scales) * n_bins).reshape(len(scales), n_bins).astype(float)
+        kernel = np.ones(3)
+        votes = np.apply_along_axis(lambda v: np.convolve(v, kernel, "same"), 1, votes) if n_bins > 3 else votes
+        top = np.argsort(votes.ravel())[::-1][:24]
+        for flat_index in top:
+            si, bi = divmod(int(flat_index), n_bins)
+            fit = _score_row(ts, order, scales[si], lo + (bi + 0.5) * bin_width, direction, model)
+            if fit is not None and (best is None or _row_cost(fit) > _row_cost(best)):
+                best = fit
+    return best
 
 
-def _strip_transform(rect, margin: float = 0.35):
-    """Homography from the frame to an upright strip around the band (with vertical margin)."""
-    (cx, cy), (w, h), angle = rect
-    a = np.deg2rad(angle)
-    ux, uy = np.array([np.cos(a), np.sin(a)]), np.array([-np.sin(a), np.cos(a)])
-    half_w, half_h = w / 2 * 1.04, h / 2 * (1 + margin)
-    centre = np.array([cx, cy])
-    src = np.array([centre - ux * half_w - uy * half_h, centre + ux * half_w - uy * half_h,
-                    centre + ux * half_w + uy * half_h, centre - ux * half_w + uy * half_h], np.float32)
-    width = N_WHITE * STRIP_PX_PER_WHITE * 1.04
-    height = width * half_h / half_w
-    dst = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
-    return cv2.getPerspectiveTransform(src, dst), (int(width), int(height))
+def _row_cost(fit: RowFit) -> tuple[float, int]:
+    return (len(fit.keys) - 0.5 * fit.extra, -fit.extra)
 
 
-def _black_blobs(strip: np.ndarray, widths: tuple[float, float] = (0.3, 0.9)) -> np.ndarray:
-    """(n, 5) rows: x at top, x at bottom, top y, bottom y, width — of dark key-like blobs
-    whose width lies in `widths` (in white-key widths, assuming the strip holds 52)."""
-    gray = cv2.cvtColor(strip, cv2.COLOR_BGR2GRAY)
-    bright = gray[gray > np.percentile(gray, 60)]
-    level = 0.5 * (float(np.median(bright)) + float(np.percentile(gray, 5))) if bright.size else 100.0
-    dark = (gray < level).astype(np.uint8)
-    u = STRIP_PX_PER_WHITE
-    # Thin dark lines (the gaps between white keys) go; so do wide dark regions (the
-    # fallboard above the keys, the shadow at their fronts), which would join the blobs.
-    dark = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((1, max(2, int(0.3 * u))), np.uint8))
-    wide = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((1, int(1.3 * u)), np.uint8))
-    dark = dark & (1 - wide)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=4)
-    rows = []
-    for i in range(1, n):
-        x, y, w, h, area = stats[i]
-        mean_width = area / h  # a key slanted by perspective has a wider box, not a wider body
-        if not (widths[0] * u <= mean_width <= widths[1] * u and h >= 1.2 * u and h >= 1.5 * mean_width
-                and area >= 0.5 * w * h):
-            continue
-        mask = labels[y:y + h, x:x + w] == i
-        cols = np.arange(x, x + w)
-        top_part, bottom_part = mask[: max(1, h // 5)], mask[-max(1, h // 5):]
-        x_top = float((top_part * cols).sum() / max(top_part.sum(), 1))
-        x_bottom = float((bottom_part * cols).sum() / max(bottom_part.sum(), 1))
-        rows.append((x_top, x_bottom, float(y), float(y + h), float(mean_width)))
-    return np.array(rows, float).reshape(-1, 5)
+def _score_row(ts: np.ndarray, order: np.ndarray, scale: float, offset: float, direction: int,
+               model: np.ndarray) -> RowFit | None:
+    """Match, then refine scale and offset by least squares (twice)."""
+    for _ in range(3):
+        position = (ts - offset) / (direction * scale)
+        nearest = np.abs(position[:, None] - model[None, :]).argmin(axis=1)
+        error = np.abs(position - model[nearest])
+        ok = error < 0.25
+        if ok.sum() < 4:
+            return None
+        # One blob per key: the closest.
+        keep = np.zeros(len(ts), bool)
+        for k in np.unique(nearest[ok]):
+            candidates = np.flatnonzero(ok & (nearest == k))
+            keep[candidates[error[candidates].argmin()]] = True
+        a, b = np.polyfit(model[nearest[keep]], ts[keep], 1)
+        scale, offset = abs(float(a)), float(b)
+        if np.sign(a) != direction:
+            return None
+    return RowFit(keys=nearest[keep], blobs=order[keep], extra=int((~keep).sum()), direction=direction,
+                  scale=scale, offset=offset)
 
 
-def _match_black_keys(xs: np.ndarray) -> tuple[float, float, np.ndarray] | None:
-    """Scale a and offset b with x = a * model + b matching blobs to black-key centres."""
-    model = key_layout().centre[key_layout().black]
-    if len(xs) < MIN_BLACK_MATCHED:
+# --- per frame: geometry -----------------------------------------------------------------
+def _blob_ends(blobs: Blobs, index: np.ndarray, front_down: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 2) back and front end points of the blobs (the x of their top and bottom fifths)."""
+    backs, fronts = [], []
+    for i in index:
+        x, y, w, h = blobs.box[i]
+        mask = blobs.labels[y:y + h, x:x + w] == blobs.label[i]
+        cols = np.arange(x, x + w) + 0.5
+        part = max(1, h // 5)
+        ends = []
+        for rows, y_end in ((mask[:part], y), (mask[-part:], y + h)):
+            ends.append((float((rows * cols).sum() / max(rows.sum(), 1)), float(y_end)))
+        top, bottom = ends
+        backs.append(top if front_down else bottom)
+        fronts.append(bottom if front_down else top)
+    return np.array(backs), np.array(fronts)
+
+
+def _front_is_down(gray: np.ndarray, blobs: Blobs, row: np.ndarray, normal: np.ndarray) -> bool:
+    """The white keys continue beyond the black keys' front ends; behind their back ends is
+    the fallboard. Compare the brightness just beyond either end."""
+    h = np.median(blobs.height[row])
+    values = []
+    for sign in (1, -1):
+        x = blobs.cx[row] + sign * normal[0] * 0.85 * h
+        y = blobs.cy[row] + sign * normal[1] * 0.85 * h
+        inside = (x >= 0) & (x < gray.shape[1] - 1) & (y >= 0) & (y < gray.shape[0] - 1)
+        values.append(float(np.median(gray[y[inside].astype(int), x[inside].astype(int)])) if inside.any() else 0.0)
+    return values[0] >= values[1]
+
+
+def _orientation(u: np.ndarray, front: np.ndarray) -> str:
+    """u: image direction from A0 to C8; front: image direction from the back to the front."""
+    mirrored = u[0] * front[1] - u[1] * front[0] < 0
+    if not mirrored:
+        return "normal" if u[0] >= 0 else "rotated"
+    return "mirrored" if u[0] < 0 else "flipped"
+
+
+def _to_image(homography: np.ndarray, points) -> np.ndarray:
+    return cv2.perspectiveTransform(np.asarray(points, np.float64).reshape(1, -1, 2), homography)[0]
+
+
+def _sample(gray: np.ndarray, homography: np.ndarray, m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Gray values at keyboard coordinates (m, v); NaN outside the frame."""
+    xy = _to_image(homography, np.column_stack([m.ravel(), v.ravel()]))
+    x, y = xy[:, 0], xy[:, 1]
+    inside = (x >= 0) & (x <= gray.shape[1] - 1) & (y >= 0) & (y <= gray.shape[0] - 1)
+    out = np.full(len(x), np.nan)
+    out[inside] = gray[np.round(y[inside]).astype(int), np.round(x[inside]).astype(int)]
+    return out.reshape(m.shape)
+
+
+def _white_centres() -> np.ndarray:
+    layout = key_layout()
+    return layout.centre[~layout.black]
+
+
+def _front_edge(gray: np.ndarray, homography: np.ndarray) -> float:
+    """Depth (black-key lengths) of the white keys' front: the strongest drop in the white
+    keys' median brightness below the black keys; the 0.63 ratio when no clear drop."""
+    v = np.arange(1.05, 2.3, 0.01)
+    m = _white_centres()[::2]
+    values = _sample(gray, homography, m[None, :].repeat(len(v), 0), v[:, None].repeat(len(m), 1))
+    profile = np.nanmedian(np.where(np.isnan(values), np.nan, values), axis=1) if np.isfinite(values).any() else None
+    if profile is None or np.isnan(profile).any():
+        return FRONT
+    profile = np.convolve(profile, np.ones(5) / 5, "same")
+    white = float(np.median(profile[(v > 1.08) & (v < 1.3)]))
+    drop = profile[:-6] - profile[6:]  # brightness lost over 0.06 black-key lengths
+    search = (v[:-6] > 1.3) & (v[:-6] < 2.0)
+    if not search.any():
+        return FRONT
+    k = int(np.flatnonzero(search)[drop[search].argmax()])
+    if drop[k] < 0.15 * white:
+        return FRONT
+    return float(v[k] + 0.03)
+
+
+def _clipped(homography: np.ndarray, front: float, size: tuple[int, int]) -> tuple[float, float]:
+    """White keys of each end that lie outside the frame (at the back or the front edge)."""
+    width, height = size
+    m = np.arange(0, N_WHITE + 1e-9, 0.05)
+    inside = np.ones(len(m), bool)
+    for v in (0.0, front):
+        xy = _to_image(homography, np.column_stack([m, np.full(len(m), v)]))
+        inside &= (xy[:, 0] >= -0.5) & (xy[:, 0] <= width - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= height - 0.5)
+    if not inside.any():
+        return float(N_WHITE), float(N_WHITE)
+    first, last = np.flatnonzero(inside)[[0, -1]]
+    return float(m[first]), float(N_WHITE - m[last])
+
+
+def _ends_white(gray: np.ndarray, homography: np.ndarray) -> tuple[bool, bool]:
+    """Do A0's and C8's white keys look like the keyboard's other white keys (or lie outside
+    the frame)? A 61- or 76-key keyboard fitted as an 88 puts its ends on the body."""
+    v = np.linspace(1.15, 1.45, 4)
+    middle = _sample(gray, homography, _white_centres()[None, 10:42].repeat(4, 0), v[:, None].repeat(32, 1))
+    white = np.nanmedian(middle) if np.isfinite(middle).any() else np.nan
+    answers = []
+    for lo, hi in ((0.2, 1.8), (N_WHITE - 1.8, N_WHITE - 0.2)):
+        m = np.linspace(lo, hi, 5)
+        values = _sample(gray, homography, m[None, :].repeat(4, 0), v[:, None].repeat(5, 1))
+        seen = np.isfinite(values)
+        answers.append(bool(seen.mean() < 0.5 or np.nanmedian(values) >= 0.6 * white))
+    return answers[0], answers[1]
+
+
+def _visible_black(homography: np.ndarray, size: tuple[int, int]) -> int:
+    xy = _to_image(homography, np.column_stack([_black_centres(), np.full(N_BLACK, 0.5)]))
+    return int(((xy[:, 0] >= 0) & (xy[:, 0] < size[0]) & (xy[:, 1] >= 0) & (xy[:, 1] < size[1])).sum())
+
+
+def fit_keyboard(frame: np.ndarray) -> KeyboardFit | None:
+    """The keyboard in this frame (full or partial), or None when no keyboard is seen."""
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    blobs = key_blobs(dark_key_mask(gray))
+    best: KeyboardFit | None = None
+    for row in blob_rows(blobs):
+        fit = _fit_on_row(gray, blobs, row)
+        if fit is not None and (best is None or (fit.full, fit.matched) > (best.full, best.matched)):
+            best = fit
+    return best
+
+
+def _fit_on_row(gray: np.ndarray, blobs: Blobs, row: np.ndarray) -> KeyboardFit | None:
+    points = np.column_stack([blobs.cx[row], blobs.cy[row]])
+    vx, vy, x0, y0 = cv2.fitLine(points.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+    d = np.array([vx, vy]) if vx >= 0 else -np.array([vx, vy])
+    normal = np.array([-d[1], d[0]])  # image-down for a level row
+    t = (points - [x0, y0]) @ d
+    size = (gray.shape[1], gray.shape[0])
+    row_fit = fit_row(t)
+    if row_fit is None or len(row_fit.keys) < 8:
         return None
-    order = np.sort(xs)
-    gaps = np.diff(order)
-    small = np.median(gaps[gaps < np.percentile(gaps, 45) * 1.3]) if len(gaps) else 0
-    if small <= 0:
+    front_down = _front_is_down(gray, blobs, row, normal)
+    index = row[row_fit.blobs]
+    backs, fronts = _blob_ends(blobs, index, front_down)
+    model = _black_centres()[row_fit.keys]
+    keyboard_points = np.concatenate([np.column_stack([model, np.zeros(len(model))]),
+                                      np.column_stack([model, np.ones(len(model))])])
+    image_points = np.concatenate([backs, fronts])
+    homography, inliers = cv2.findHomography(keyboard_points, image_points, cv2.RANSAC,
+                                             ransacReprojThreshold=max(1.5, 0.2 * row_fit.scale))
+    if homography is None:
         return None
-    a0 = small / (7 / 6)  # neighbours inside a group are 7/6 white keys apart
-    best = None
-    for scale in a0 * np.array([0.94, 0.97, 1.0, 1.03, 1.06]):
-        for k in range(N_BLACK):  # the leftmost blob is black key k
-            b = order[0] - scale * model[k]
-            position = (order - b) / scale
-            nearest = np.abs(position[:, None] - model[None, :]).argmin(axis=1)
-            error = np.abs(position - model[nearest])
-            ok = error < 0.25
-            matched = len(set(nearest[ok]))
-            cost = (matched, -float(error[ok].mean()) if ok.any() else 0.0)
-            if best is None or cost > best[0]:
-                best = (cost, scale, b)
-    (matched, _), scale, b = best
-    if matched < MIN_BLACK_MATCHED:
+    used = inliers.ravel().astype(bool)
+    matched_keys = set(row_fit.keys[used[:len(model)] | used[len(model):]].tolist())
+    matched = len(matched_keys)
+    front = _front_edge(gray, homography)
+    quad = _to_image(homography, [[0, 0], [N_WHITE, 0], [N_WHITE, front], [0, front]])
+    u = quad[1] - quad[0]
+    front_dir = quad[3] - quad[0]
+    orientation = _orientation(u, front_dir)
+    clipped = _clipped(homography, front, size)
+    visible = max(1, _visible_black(homography, size))
+    residual = float(np.abs(_to_image(homography, keyboard_points[used]) - image_points[used]).mean()) / row_fit.scale
+    score = min(1.0, matched / visible) * max(0.0, 1 - residual)
+    ends = _ends_white(gray, homography)
+    n_seen = len(row)
+    keys_seen = int(round(n_seen * 88 / 36))
+    why = ""
+    if matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
+        why = f"{matched} of {visible} visible black keys matched"
+    elif row_fit.extra > max(3, 0.3 * matched):
+        why = f"{row_fit.extra} key-like blobs that an 88-key keyboard does not explain"
+    elif max(clipped) > CLIP_MAX_WHITE:
+        why = f"{max(clipped):.1f} white keys of an end outside the frame"
+    elif not all(ends):
+        why = "no white keys at an end (fewer than 88 keys?)"
+    full = not why
+    if not full and n_seen < 12:
         return None
-    # Least squares on the matched pairs.
-    position = (xs - b) / scale
-    nearest = np.abs(position[:, None] - model[None, :]).argmin(axis=1)
-    ok = np.abs(position - model[nearest]) < 0.25
-    a, b = np.polyfit(model[nearest[ok]], xs[ok], 1)
-    return float(a), float(b), ok
-
-
-PARTIAL = "partial"
-
-
-def fit_keyboard(frame: np.ndarray) -> KeyboardFit | str | None:
-    """The 88-key quad in this frame's pixels; PARTIAL when a key band with many black
-    keys is seen but not a full 88-key keyboard; None when no keyboard is seen."""
-    rect = _key_band(frame)
-    if rect is None:
-        return None
-    to_strip, size = _strip_transform(rect)
-    strip = cv2.warpPerspective(frame, to_strip, size, flags=cv2.INTER_LINEAR)
-    blobs = _black_blobs(strip)
-    top_fit = _match_black_keys(blobs[:, 0]) if len(blobs) >= MIN_BLACK_MATCHED else None
-    if top_fit is None:  # key-shaped blobs of any scale: a keyboard, but not a full one?
-        return PARTIAL if len(_black_blobs(strip, (0.2, 3.0))) >= MIN_BLACK_PARTIAL else None
-    a_top, b_top, ok = top_fit
-    used = blobs[ok]
-    model = key_layout().centre[key_layout().black]
-    position = (used[:, 0] - b_top) / a_top
-    keys = model[np.abs(position[:, None] - model[None, :]).argmin(axis=1)]
-    a_bot, b_bot = np.polyfit(keys, used[:, 1], 1)
-    # Lines through the blobs' tops and bottoms, as functions of the model position.
-    top_line = np.polyfit(keys, used[:, 2], 1)
-    bottom_line = np.polyfit(keys, used[:, 3], 1)
-    corners = []
-    for end in (0.0, float(N_WHITE)):  # A0's left edge, C8's right edge
-        top = np.array([a_top * end + b_top, np.polyval(top_line, end)])
-        black_bottom = np.array([a_bot * end + b_bot, np.polyval(bottom_line, end)])
-        front = top + (black_bottom - top) / BLACK_LENGTH  # black keys are 0.63 of the white length
-        corners.append((top, front))
-    (tl, bl), (tr, br) = corners
-    corners = [tl, tr, br, bl]
-    strip_quad = np.array(corners, np.float32)
-    quad = cv2.perspectiveTransform(strip_quad[None], np.linalg.inv(to_strip))[0]
-    residual = np.abs(np.polyval(np.polyfit(keys, used[:, 0], 1), keys) - used[:, 0]).mean() / STRIP_PX_PER_WHITE
-    matched = len(set(keys.tolist()))
-    return KeyboardFit(quad=quad.astype(float), score=matched / N_BLACK * max(0.0, 1 - residual), matched=matched)
+    return KeyboardFit(quad=quad, score=score if full else 0.0, matched=matched, orientation=orientation,
+                       clipped=clipped, full=full, keys_seen=keys_seen, why=why)
 
 
 # --- per video --------------------------------------------------------------------------
 def sample_frames(path: str | Path, n: int = 24) -> tuple[list[np.ndarray], tuple[int, int]]:
-    """About `n` frames spread over the video, and the frame size. Keyframes only when the
-    file has enough of them (YouTube's are ~2 s apart: decoding them alone is fast),
-    else every step-th frame of a full decode."""
+    """`n` frames spread evenly over the video, and the frame size. Each comes from a seek
+    to its slot's centre: the first frame decoded at or after the slot's start is taken,
+    so a long video with keyframes every few seconds costs one decode per sample and a
+    short one with few keyframes still gets `n` distinct frames."""
     import av
 
     with av.open(str(path)) as container:
@@ -218,51 +461,95 @@ def sample_frames(path: str | Path, n: int = 24) -> tuple[list[np.ndarray], tupl
             raise KeyboardNotFound("no_keyboard", f"{path}: no video stream")
         stream = container.streams.video[0]
         thread_decoder(stream)
-        stream.codec_context.skip_frame = "NONKEY"
-        keyframes = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
-    if len(keyframes) >= min(n, 8):
-        step = max(1, len(keyframes) // n)
-        return keyframes[::step][:n], (keyframes[0].shape[1], keyframes[0].shape[0])
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        thread_decoder(stream)
-        total = stream.frames or int((float(container.duration or 0) / av.time_base) * float(stream.average_rate or 25))
-        step = max(1, total // n) if total else 12
-        frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(stream)) if i % step == step // 2]
+        base = float(stream.time_base)
+        start = float(stream.start_time or 0) * base
+        duration = float(stream.duration) * base if stream.duration else \
+            (float(container.duration) / av.time_base if container.duration else 0.0)
+        frames: list[np.ndarray] = []
+        if duration > 0:
+            slot = duration / n
+            for j in range(n):
+                target = start + (j + 0.5) * slot
+                container.seek(int(target / base), stream=stream, backward=True, any_frame=False)
+                for frame in container.decode(stream):
+                    if frame.pts is not None and frame.pts * base >= target - slot / 2:
+                        frames.append(frame.to_ndarray(format="bgr24"))
+                        break
+        if not frames:  # no duration known: every step-th frame of a full decode
+            container.seek(0)
+            frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(stream)) if i % 12 == 6]
     if not frames:
         raise KeyboardNotFound("no_keyboard", f"{path}: no decodable frames")
     return frames, (frames[0].shape[1], frames[0].shape[0])
 
 
+def _work_scale(frame: np.ndarray) -> float:
+    return WORK_WIDTH / frame.shape[1] if frame.shape[1] > WORK_WIDTH else 1.0
+
+
+def _consistent(fits: list[KeyboardFit], width: float) -> list[int]:
+    """Indices of the largest group of fits whose corners agree (within 2 % of the width)."""
+    quads = np.stack([f.quad for f in fits])
+    distance = np.abs(quads[:, None] - quads[None]).max(axis=(2, 3))
+    agree = distance < 0.02 * width
+    best = int(agree.sum(axis=1).argmax())
+    return [int(i) for i in np.flatnonzero(agree[best])]
+
+
 def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> KeyboardLocation:
-    """Median quad over the frames where a full keyboard was fitted."""
+    """Median quad over the largest group of frames where the same full keyboard was fitted."""
     height, width = frames[0].shape[:2]
     if height > width:
         raise KeyboardNotFound("no_keyboard", f"{label}: portrait frame {width}x{height}: no top-view keyboard")
-    scale = WORK_WIDTH / width if width > WORK_WIDTH else 1.0
-    fits, fitted, partial = [], [], 0
-    for index, frame in enumerate(frames):
-        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1 else frame
-        fit = fit_keyboard(small)
-        if isinstance(fit, KeyboardFit):
+    scale = _work_scale(frames[0])
+    small = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1 else f
+             for f in frames]
+    fits, fitted, partial = [], [], []
+    for index, frame in enumerate(small):
+        fit = fit_keyboard(frame)
+        if fit is not None and fit.full:
             fits.append(fit)
             fitted.append(index)
-        partial += fit == PARTIAL
-    if not fits and partial >= max(1, 0.2 * len(frames)):  # a crop shows in most frames, noise does not
-        raise KeyboardNotFound("partial_keyboard", f"{label}: keys seen in {partial} of {len(frames)} sampled frames, "
-                                                   "but never a full 88-key keyboard (cropped, or fewer keys)")
+        elif fit is not None:
+            partial.append(fit)
+    if not fits and len(partial) >= max(1, 0.2 * len(frames)):  # a crop shows in most frames, noise does not
+        seen = int(np.median([p.keys_seen for p in partial]))
+        raise KeyboardNotFound("partial_keyboard", f"{label}: a keyboard of about {seen} keys seen in {len(partial)} of "
+                                                   f"{len(frames)} sampled frames, but never a full 88-key keyboard "
+                                                   f"({partial[0].why})")
     if not fits:
         raise KeyboardNotFound("no_keyboard", f"{label}: no keyboard in {len(frames)} sampled frames")
-    quad = np.median(np.stack([f.quad for f in fits]), axis=0) / scale
-    margin = 0.02 * width
-    if quad[:, 0].min() < -margin or quad[:, 0].max() > width + margin or quad[:, 1].min() < -margin \
-            or quad[:, 1].max() > height + margin:
-        raise KeyboardNotFound("partial_keyboard", f"{label}: the keyboard runs out of the frame")
+    group = _consistent(fits, small[0].shape[1])
+    fits = [fits[i] for i in group]
+    fitted = [fitted[i] for i in group]
+    refit = _refit_on_median([small[i] for i in fitted]) if len(fitted) >= 3 else None
+    quad = np.median(np.stack([f.quad for f in fits]), axis=0)
+    if refit is not None and np.abs(refit.quad - quad).max() < 0.02 * small[0].shape[1]:
+        quad = refit.quad
+    orientations = [f.orientation for f in fits]
+    orientation = max(set(orientations), key=orientations.count)
+    quad = quad / scale
     # Full confidence needs agreement of at least 3 frames.
     score = float(np.median([f.score for f in fits])) * min(1.0, len(fits) / 3)
     location = location_from_quad(quad, score, len(fits), len(frames))
     location.fitted = fitted
+    location.orientation = orientation
+    location.clipped_left, location.clipped_right = _clipped_quad(quad, (width, height))
     return location
+
+
+def _refit_on_median(frames: list[np.ndarray]) -> KeyboardFit | None:
+    """The keyboard fitted on the per-pixel median of the frames: the hands mostly gone."""
+    fit = fit_keyboard(np.median(np.stack(frames), axis=0).astype(np.uint8))
+    return fit if fit is not None and fit.full else None
+
+
+def _clipped_quad(quad: np.ndarray, size: tuple[int, int]) -> tuple[float, float]:
+    """White keys of the A0 and C8 ends outside the frame, for a quad in source pixels."""
+    homography = cv2.getPerspectiveTransform(
+        np.array([[0, 0], [N_WHITE, 0], [N_WHITE, 1], [0, 1]], np.float32), np.asarray(quad, np.float32))
+    left, right = _clipped(homography, 1.0, size)
+    return round(left, 2), round(right, 2)
 
 
 def quad_iou(a, b, shape: tuple[int, int]) -> float:
