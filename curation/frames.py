@@ -54,6 +54,7 @@ class FrameRecord:
     kept: bool
     drop_reason: str | None
     jpeg: bytes | None  # the rectified crop of a kept frame
+    keyboard_similarity: float = float("nan")  # correlation with the reference crop that `no_keyboard` decides on
 
 
 def rectifier(quad, config: FrameConfig) -> np.ndarray:
@@ -155,14 +156,16 @@ def frame_pass(path: str | Path, quad, reference: np.ndarray, config: FrameConfi
         t = (k + 0.5) / config.fps
         crop = rectify(frame, matrix, config)
         reason = None
+        similarity = float(black_key_profile(crop) @ reference_profile)
         if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
             reason = "outside_range"
-        elif float(black_key_profile(crop) @ reference_profile) < config.keyboard_similarity:
+        elif similarity < config.keyboard_similarity:
             reason = "no_keyboard"
         elif silent is not None and k < len(silent) and silent[k]:
             reason = "silent"
         jpeg = cv2.imencode(".jpg", crop, encode)[1].tobytes() if reason is None else None
-        batch.append(FrameRecord(frame=k, t=round(t, 6), kept=reason is None, drop_reason=reason, jpeg=jpeg))
+        batch.append(FrameRecord(frame=k, t=round(t, 6), kept=reason is None, drop_reason=reason, jpeg=jpeg,
+                                 keyboard_similarity=round(similarity, 4)))
         if len(batch) >= config.batch_frames:
             yield batch
             batch = []

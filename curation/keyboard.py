@@ -12,7 +12,8 @@ from the black keys, which are the one thing every keyboard shows whatever its l
    its contrast with the white keys beside it, not by an absolute level (stage light
    puts real white keys at V 100-140). Wide dark areas (the fallboard, letterboxing)
    give no black-hat; dim surroundings (a glossy fallboard mirroring the keys) are cut
-   by requiring the local white level;
+   by requiring 0.6 of the local mean white level and 0.45 of its maximum (a thin
+   glow line over the keys must not cut them);
 2. rows: key-shaped blobs (narrow, tall, solid) are grouped into straight rows of
    similar height (RANSAC over blob pairs), a few rows per frame;
 3. the 88-key model: along each row, a 1-D Hough vote over scale and offset matches the
@@ -26,7 +27,9 @@ from the black keys, which are the one thing every keyboard shows whatever its l
    upside-down and mirrored cameras alike). The white keys' front edge is found by
    scanning down the white-only zone for the brightness drop, the 0.63 black/white
    length ratio its prior;
-5. checks: both ends must show white keys, or lie outside the frame by at most
+5. checks: each end must show two of its five outermost black keys (the pattern repeats
+   every octave, so a model slid by one would otherwise fit a 61-key keyboard), and
+   its white keys, or lie outside the frame by at most
    CLIP_MAX_WHITE white keys (reported as `clipped_left` / `clipped_right`); a keyboard
    seen only in part (61/76 keys, a crop) is `partial_keyboard`.
 Per video, the fits of the sampled frames are clustered (a camera that moves gives two
@@ -48,6 +51,7 @@ from curation.threads import thread_decoder
 WORK_WIDTH = 960  # frames are downscaled to this width for the search
 MIN_BLACK_MATCHED = 14  # of 36: hands may hide half the keys in a frame
 MIN_MATCHED_SHARE = 0.45  # of the black keys inside the frame
+END_KEYS = 5  # each end must show 2 of its 5 outermost black keys: an octave-periodic pattern could slide
 CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (Paul Barton framing)
 FRONT = 1 / BLACK_LENGTH  # the white keys' front in black-key lengths from the back
 ORIENTATIONS = ("normal", "rotated", "mirrored", "flipped")
@@ -121,11 +125,16 @@ def dark_key_mask(gray: np.ndarray) -> np.ndarray:
     k = max(9, int(0.028 * width)) | 1  # wider than a black key of a keyboard spanning the frame
     closed = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, 1)))
     blackhat = cv2.subtract(closed, gray)
-    local_white = cv2.dilate(closed, cv2.getStructuringElement(cv2.MORPH_RECT, (k * 2 + 1, max(9, int(0.08 * width)) | 1)))
-    mask = (blackhat.astype(np.int16) > np.maximum(18, 0.3 * closed)) & (closed > 0.55 * local_white) & (closed > 40)
+    window = (k * 2 + 1, max(9, int(0.08 * width)) | 1)
+    local_mean = cv2.blur(closed, window)
+    local_max = cv2.dilate(closed, cv2.getStructuringElement(cv2.MORPH_RECT, window))
+    mask = (blackhat.astype(np.int16) > np.maximum(18, 0.3 * closed)) & (closed > 0.6 * local_mean) \
+        & (closed > 0.45 * local_max) & (closed > 40)
     mask = mask.astype(np.uint8)
-    # The 1-2 px gaps between white keys are not black keys.
-    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, 3), np.uint8))
+    # The 1-2 px gaps between white keys are not black keys; a highlight across a glossy
+    # black key must not cut it in two.
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, 3), np.uint8))
+    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((max(3, int(0.01 * width)) | 1, 1), np.uint8))
 
 
 def key_blobs(mask: np.ndarray) -> Blobs:
@@ -351,13 +360,11 @@ def _front_edge(gray: np.ndarray, homography: np.ndarray) -> float:
 
 
 def _clipped(homography: np.ndarray, front: float, size: tuple[int, int]) -> tuple[float, float]:
-    """White keys of each end that lie outside the frame (at the back or the front edge)."""
+    """White keys of each end that lie outside the frame, measured half way down the keys."""
     width, height = size
     m = np.arange(0, N_WHITE + 1e-9, 0.05)
-    inside = np.ones(len(m), bool)
-    for v in (0.0, front):
-        xy = _to_image(homography, np.column_stack([m, np.full(len(m), v)]))
-        inside &= (xy[:, 0] >= -0.5) & (xy[:, 0] <= width - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= height - 0.5)
+    xy = _to_image(homography, np.column_stack([m, np.full(len(m), front / 2)]))
+    inside = (xy[:, 0] >= -0.5) & (xy[:, 0] <= width - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= height - 0.5)
     if not inside.any():
         return float(N_WHITE), float(N_WHITE)
     first, last = np.flatnonzero(inside)[[0, -1]]
@@ -365,17 +372,17 @@ def _clipped(homography: np.ndarray, front: float, size: tuple[int, int]) -> tup
 
 
 def _ends_white(gray: np.ndarray, homography: np.ndarray) -> tuple[bool, bool]:
-    """Do A0's and C8's white keys look like the keyboard's other white keys (or lie outside
-    the frame)? A 61- or 76-key keyboard fitted as an 88 puts its ends on the body."""
+    """Do A0's and C8's white keys (A0 B0, B7 C8) look like the white keys a few keys
+    inward (or lie outside the frame)? A 76-key keyboard fitted as an 88 puts these on
+    the body; compared with their neighbours, not the whole keyboard, because light
+    falls off smoothly towards the ends."""
     v = np.linspace(1.15, 1.45, 4)
-    middle = _sample(gray, homography, _white_centres()[None, 10:42].repeat(4, 0), v[:, None].repeat(32, 1))
-    white = np.nanmedian(middle) if np.isfinite(middle).any() else np.nan
     answers = []
-    for lo, hi in ((0.2, 1.8), (N_WHITE - 1.8, N_WHITE - 0.2)):
-        m = np.linspace(lo, hi, 5)
-        values = _sample(gray, homography, m[None, :].repeat(4, 0), v[:, None].repeat(5, 1))
-        seen = np.isfinite(values)
-        answers.append(bool(seen.mean() < 0.5 or np.nanmedian(values) >= 0.6 * white))
+    for end, inward in (((0.2, 1.8), (4.2, 7.8)), ((N_WHITE - 1.8, N_WHITE - 0.2), (N_WHITE - 7.8, N_WHITE - 4.2))):
+        values = [_sample(gray, homography, np.linspace(*span, 5)[None, :].repeat(4, 0), v[:, None].repeat(5, 1))
+                  for span in (end, inward)]
+        seen = np.isfinite(values[0]).mean() >= 0.5 and np.isfinite(values[1]).any()
+        answers.append(bool(not seen or np.nanmedian(values[0]) >= 0.5 * np.nanmedian(values[1])))
     return answers[0], answers[1]
 
 
@@ -437,6 +444,8 @@ def _fit_on_row(gray: np.ndarray, blobs: Blobs, row: np.ndarray) -> KeyboardFit 
         why = f"{matched} of {visible} visible black keys matched"
     elif row_fit.extra > max(3, 0.3 * matched):
         why = f"{row_fit.extra} key-like blobs that an 88-key keyboard does not explain"
+    elif min(len(matched_keys & set(range(END_KEYS))), len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK)))) < 2:
+        why = "an end's black keys not seen (a keyboard of fewer keys, or the model slid an octave)"
     elif max(clipped) > CLIP_MAX_WHITE:
         why = f"{max(clipped):.1f} white keys of an end outside the frame"
     elif not all(ends):

@@ -46,7 +46,8 @@ VIDEOS_SCHEMA = pa.schema([
     ("n_kept", pa.int32()), ("n_no_keyboard", pa.int32()), ("n_silent", pa.int32()), ("n_outside_range", pa.int32()),
     ("kb_x0", pa.int32()), ("kb_y0", pa.int32()), ("kb_x1", pa.int32()), ("kb_y1", pa.int32()),
     ("kb_quad", pa.list_(pa.float64(), 8)), ("kb_score", pa.float64()), ("kb_source", pa.string()),
-    ("kb_located_iou", pa.float64()),
+    ("kb_located_iou", pa.float64()), ("kb_orientation", pa.string()), ("kb_clipped_left", pa.float64()),
+    ("kb_clipped_right", pa.float64()),
     ("source_sha256", pa.string()), ("label_status", pa.string()), ("n_notes", pa.int32()),
 ])
 

@@ -34,7 +34,8 @@ from pipelines.atomic import atomic_json, atomic_parquet
 AUDIO_RATE = 44100
 
 FRAMES_SCHEMA = pa.schema([("video_id", pa.string()), ("frame", pa.int32()), ("t", pa.float64()),
-                           ("kept", pa.bool_()), ("drop_reason", pa.string()), ("jpeg", pa.binary())])
+                           ("kept", pa.bool_()), ("drop_reason", pa.string()), ("jpeg", pa.binary()),
+                           ("keyboard_similarity", pa.float32())])
 LABELS_SCHEMA = pa.schema([("video_id", pa.string()), ("frame", pa.int32()),
                            ("frame_roll", pa.list_(pa.bool_(), 88)), ("onset_roll", pa.list_(pa.bool_(), 88)),
                            ("offset_roll", pa.list_(pa.bool_(), 88)), ("velocity", pa.list_(pa.uint8(), 88))])
@@ -62,7 +63,8 @@ def base_row(row: ManifestRow) -> dict:
             "error_class": None, "error": None, "duration_s": None, "fps": None, "width": None, "height": None,
             "n_frames": 0, "n_kept": 0, "n_no_keyboard": 0, "n_silent": 0, "n_outside_range": 0,
             "kb_x0": None, "kb_y0": None, "kb_x1": None, "kb_y1": None, "kb_quad": None, "kb_score": None,
-            "kb_source": None, "kb_located_iou": None, "source_sha256": None}
+            "kb_source": None, "kb_located_iou": None, "kb_orientation": None, "kb_clipped_left": None,
+            "kb_clipped_right": None, "source_sha256": None}
 
 
 def process_video(row: ManifestRow, work: Path, corpus: Path, fetch: FetchOptions, settings: VideoSettings) -> dict:
@@ -109,7 +111,8 @@ def _visual_and_audio(row: ManifestRow, media: Path, work: Path, corpus: Path, s
         raise VideoFailure(failure.reason, str(failure)) from None
     result.update(kb_x0=location.bbox[0], kb_y0=location.bbox[1], kb_x1=location.bbox[2], kb_y1=location.bbox[3],
                   kb_quad=[float(v) for corner in location.quad for v in corner], kb_score=location.score,
-                  kb_source=location.source)
+                  kb_source=location.source, kb_orientation=location.orientation,
+                  kb_clipped_left=location.clipped_left, kb_clipped_right=location.clipped_right)
     try:
         audio, rate = load_audio(media, AUDIO_RATE)
     except NoAudioError as error:
@@ -149,7 +152,7 @@ def _write_frames(video_id: str, batches, path: Path) -> dict:
         for batch in batches:
             writer.write_table(pa.Table.from_pylist(
                 [{"video_id": video_id, "frame": r.frame, "t": r.t, "kept": r.kept, "drop_reason": r.drop_reason,
-                  "jpeg": r.jpeg} for r in batch], schema=FRAMES_SCHEMA))
+                  "jpeg": r.jpeg, "keyboard_similarity": r.keyboard_similarity} for r in batch], schema=FRAMES_SCHEMA))
             for r in batch:
                 counts["n_frames"] += 1
                 counts["n_kept" if r.kept else f"n_{r.drop_reason}"] += 1

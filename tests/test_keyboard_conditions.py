@@ -1,0 +1,110 @@
+"""The locator under the conditions of real footage, made from a synthetic frame whose
+truth is exact: each test transforms the frame (and so the truth) the way a real video
+differs from the renderer, then asks the locator for the keyboard."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from curation.keyboard import KeyboardNotFound, locate_in_frames, quad_iou
+from curation.piano import N_WHITE, white_index
+
+
+@pytest.fixture(scope="module")
+def scene(synth_no_hands):
+    """A playing frame, its truth quad (A0 back, C8 back, C8 front, A0 front) and the
+    homography from keyboard coordinates (white keys, key lengths) to the frame."""
+    truth = synth_no_hands.truth
+    frame = synth_no_hands.frames()[int(np.flatnonzero(truth["playing"])[5])]
+    quad = np.array(truth["keyboard"]["quad"], float)
+    to_frame = cv2.getPerspectiveTransform(np.float32([[0, 0], [N_WHITE, 0], [N_WHITE, 1], [0, 1]]),
+                                           quad.astype(np.float32))
+    return frame, quad, to_frame
+
+
+def _keyboard_mask(shape, to_frame, m0, m1, v0=0.0, v1=1.0) -> np.ndarray:
+    corners = np.float32([[m0, v0], [m1, v0], [m1, v1], [m0, v1]])
+    points = cv2.perspectiveTransform(corners[None], to_frame)[0]
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, np.round(points).astype(np.int32), 1)
+    return mask.astype(bool)
+
+
+def _located_like(frame, truth_quad, orientation="normal"):
+    location = locate_in_frames([frame])
+    found = np.array(location.quad)
+    assert location.orientation == orientation
+    assert quad_iou(found, truth_quad, frame.shape[:2]) > 0.93
+    # Corner by corner: the order follows the keyboard (A0 first), whatever the camera.
+    assert np.abs(found - truth_quad).max() < 0.012 * frame.shape[1]
+    return location
+
+
+def test_a_camera_on_the_far_side_is_fitted_with_a0_first(scene):
+    frame, quad, _ = scene
+    h, w = frame.shape[:2]
+    _located_like(cv2.rotate(frame, cv2.ROTATE_180), np.column_stack([w - quad[:, 0], h - quad[:, 1]]), "rotated")
+
+
+def test_a_mirrored_video_is_reported_and_rectified_with_a0_first(scene):
+    frame, quad, _ = scene
+    w = frame.shape[1]
+    _located_like(cv2.flip(frame, 1), np.column_stack([w - quad[:, 0], quad[:, 1]]), "mirrored")
+
+
+def test_an_end_clipped_by_less_than_a_white_key_is_located_and_reported(scene):
+    frame, quad, to_frame = scene
+    cut = int(round(cv2.perspectiveTransform(np.float32([[[0.6, 0.5]]]), to_frame)[0, 0, 0]))
+    location = _located_like(frame[:, cut:], quad - [cut, 0])
+    assert 0.3 < location.clipped_left < 0.9 and location.clipped_right == 0
+
+
+def test_an_88_cropped_by_three_white_keys_is_partial_not_a_guess(scene):
+    frame, _, to_frame = scene
+    cut = int(round(cv2.perspectiveTransform(np.float32([[[3.0, 0.5]]]), to_frame)[0, 0, 0]))
+    with pytest.raises(KeyboardNotFound) as caught:
+        locate_in_frames([frame[:, cut:]])
+    assert caught.value.reason == "partial_keyboard" and "keys" in str(caught.value)
+
+
+def test_dim_warm_stage_light_keeps_the_keyboard(scene):
+    """White keys at V 100-140 under warm light (the old fixed V > 150 found no band)."""
+    frame, quad, _ = scene
+    warm = np.clip(frame * np.array([0.40, 0.48, 0.58]), 0, 255).astype(np.uint8)
+    assert np.percentile(cv2.cvtColor(warm, cv2.COLOR_BGR2HSV)[..., 2], 99) < 150
+    _located_like(warm, quad)
+
+
+def test_bright_neutral_surroundings_touching_the_keys_do_not_join_them(scene):
+    """A light desk and forearms under neutral light against the key fronts."""
+    frame, quad, to_frame = scene
+    lit = frame.copy()
+    below = _keyboard_mask(frame.shape, to_frame, -3, N_WHITE + 3, 1.0, 4.0)
+    lit[below] = (205, 208, 210)
+    _located_like(lit, quad)
+
+
+def test_a_glossy_fallboard_mirroring_the_keys_is_not_taken_for_them(scene):
+    frame, quad, to_frame = scene
+    glossy = frame.copy()
+    # The key band, flipped about the back edge and dimmed, drawn above it.
+    flip = np.array([[1, 0, 0], [0, -1, 0], [0, 0, 1]], float)
+    reflection_warp = to_frame @ flip @ np.linalg.inv(to_frame)
+    reflection = cv2.warpPerspective(frame, reflection_warp, frame.shape[1::-1])
+    above = _keyboard_mask(frame.shape, to_frame, 0, N_WHITE, -0.7, 0.0)
+    glossy[above] = (0.35 * reflection[above] + 10).astype(np.uint8)
+    _located_like(glossy, quad)
+
+
+def test_a_61_key_keyboard_is_partial_with_the_keys_seen(scene):
+    frame, _, to_frame = scene
+    small = frame.copy()
+    body = tuple(int(c) for c in frame[5, 5])
+    low, high = white_index(36), white_index(96) + 1  # C2 .. C7
+    for m0, m1 in ((-0.5, low), (high, N_WHITE + 0.5)):
+        small[_keyboard_mask(frame.shape, to_frame, m0, m1, -0.05, 1.05)] = body
+    with pytest.raises(KeyboardNotFound) as caught:
+        locate_in_frames([small])
+    assert caught.value.reason == "partial_keyboard"
