@@ -78,3 +78,46 @@ def test_one_decoding_thread_gives_the_same_frames_as_ffmpegs_default(synth_no_h
     single = list(decode_at_fps(synth_no_hands.mp4, 10.0))
     assert [k for k, _ in single] == [k for k, _ in default]
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(single, default))
+
+
+def _encode(path, frames, fps=25):
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        container.mux(stream.encode(None))
+
+
+def test_no_keyboard_holds_under_light_drift_and_a_camera_that_moves_once(synth_720p, tmp_path):
+    """The light fades to 55 % over the video and the camera moves once, 60 % of the way
+    in: the keyboard is located in the larger part, the frames after the move are dropped
+    as no_keyboard, and every decision stores the similarity it was made on."""
+    truth = np.array(synth_720p.truth["playing"])
+    frames = synth_720p.frames()
+    n, move = len(frames), int(0.6 * len(frames))
+    shift = np.float32([[1, 0, 90], [0, 1, -70]])
+    drifted = []
+    for k, frame in enumerate(frames):
+        gain = 1.0 - 0.45 * k / (n - 1)
+        frame = np.clip(frame * gain, 0, 255).astype(np.uint8)
+        if k >= move:
+            frame = cv2.warpAffine(frame, shift, frame.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+        drifted.append(frame)
+    video = tmp_path / "drift.mp4"
+    _encode(video, drifted)
+    sampled, _ = sample_frames(video)
+    location = locate_in_frames(sampled)
+    config = FrameConfig()
+    reference = reference_crop([sampled[i] for i in location.fitted], location.quad, config)
+    records = [r for batch in frame_pass(video, location.quad, reference, config) for r in batch]
+    kept = np.array([r.kept for r in records])
+    before = np.arange(n) < move
+    assert (kept[before] == truth[before]).mean() >= 0.97  # the fade does not drop the performance
+    assert not kept[~before].any()  # after the move the crop shows no keyboard
+    assert all(r.drop_reason == "no_keyboard" for r in records[move:])
+    similarity = np.array([r.keyboard_similarity for r in records])
+    assert np.all((similarity < config.keyboard_similarity) == (np.array([r.drop_reason for r in records]) == "no_keyboard"))
