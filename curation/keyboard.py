@@ -133,8 +133,10 @@ def dark_key_mask(gray: np.ndarray) -> np.ndarray:
     mask = mask.astype(np.uint8)
     # The 1-2 px gaps between white keys are not black keys; a highlight across a glossy
     # black key must not cut it in two.
+    # Thin horizontal bridges (the shadowed back of the white keys) must not join two.
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, 3), np.uint8))
-    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((max(3, int(0.01 * width)) | 1, 1), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((max(3, int(0.01 * width)) | 1, 1), np.uint8))
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(5, int(0.012 * width)) | 1, 1), np.uint8))
 
 
 def key_blobs(mask: np.ndarray) -> Blobs:

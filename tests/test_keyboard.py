@@ -88,3 +88,24 @@ def test_cli_locate_prints_json_and_exits_3_when_nothing_is_found(synth_720p, tm
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "locate", str(tmp_path / "x.mp4"), "--json"],
                             capture_output=True, text=True)
     assert result.returncode == 3 and json.loads(result.stdout)["error"] == "no_keyboard"
+
+
+def test_sampling_gives_all_frames_asked_for_with_few_keyframes(tmp_path):
+    """A file with 10 keyframes (the old keyframe-only sampling returned just those, as it
+    got 8-12 from some low-resolution uploads) gives 24 frames spread over its length."""
+    frames = [np.full((90, 160, 3), k * 2, np.uint8) for k in range(120)]  # brightness = 2 x frame index
+    path = tmp_path / "onekey.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "12", "keyint_min": "12", "sc_threshold": "0"})
+        stream.height, stream.width, stream.pix_fmt = 90, 160, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        container.mux(stream.encode(None))
+    from curation.keyboard import sample_frames
+
+    sampled, size = sample_frames(path, 24)
+    index = np.array([float(f.mean()) / 2 for f in sampled])
+    assert size == (160, 90) and len(sampled) == 24
+    assert np.all(np.diff(index) > 2)  # distinct and in order
+    slot = 120 / 24
+    assert np.all((index > np.arange(24) * slot - 2) & (index < (np.arange(24) + 1) * slot))  # each in its own slot
