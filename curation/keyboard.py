@@ -77,6 +77,7 @@ class KeyboardFit:
     full: bool = True
     keys_seen: int = 0  # for a partial keyboard: about how many keys were seen
     why: str = ""
+    angle: float = 0.0  # the rotation of the frame it was found in
 
 
 @dataclass
@@ -119,9 +120,10 @@ class Blobs:
 
 
 # --- per frame: dark keys -------------------------------------------------------------------
-def dark_key_mask(gray: np.ndarray) -> np.ndarray:
-    """Pixels darker than the white keys beside them (see the module docstring, step 1)."""
-    width = gray.shape[1]
+def dark_key_mask(gray: np.ndarray, width: int | None = None) -> np.ndarray:
+    """Pixels darker than the white keys beside them (see the module docstring, step 1);
+    sizes follow `width`, the frame's (a turned frame's canvas is wider)."""
+    width = width or gray.shape[1]
     k = max(9, int(0.028 * width)) | 1  # wider than a black key of a keyboard spanning the frame
     closed = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, 1)))
     blackhat = cv2.subtract(closed, gray)
@@ -170,6 +172,9 @@ def blob_rows(blobs: Blobs, max_rows: int = 3, seed: int = 0) -> list[np.ndarray
 
 
 def _best_row(blobs: Blobs, candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """Seed lines through blob pairs; a blob is on a pair's row when it lies near the line
+    and its height is near the height interpolated between the pair's (a camera that
+    looks along the keyboard makes the far keys smaller)."""
     n = len(candidates)
     i, j = np.triu_indices(n, 1)
     if len(i) > 4000:
@@ -177,31 +182,42 @@ def _best_row(blobs: Blobs, candidates: np.ndarray, rng: np.random.Generator) ->
         i, j = i[pick], j[pick]
     a, b = candidates[i], candidates[j]
     dx, dy = blobs.cx[b] - blobs.cx[a], blobs.cy[b] - blobs.cy[a]
-    h_pair = (blobs.height[a] + blobs.height[b]) / 2
     ok = (np.abs(dx) > 3 * np.median(blobs.width[candidates])) & (np.abs(dy) < 0.7 * np.abs(dx)) \
-        & (np.abs(np.log(blobs.height[a] / blobs.height[b])) < 0.35)
+        & (np.abs(np.log(blobs.height[a] / blobs.height[b])) < 0.9)
     if not ok.any():
         return None
-    a, b, dx, dy, h_pair = a[ok], b[ok], dx[ok], dy[ok], h_pair[ok]
+    a, b, dx, dy = a[ok], b[ok], dx[ok], dy[ok]
     length = np.hypot(dx, dy)
-    nx, ny = -dy / length, dx / length
     px, py = blobs.cx[candidates], blobs.cy[candidates]
-    distance = np.abs((px[None] - blobs.cx[a][:, None]) * nx[:, None] + (py[None] - blobs.cy[a][:, None]) * ny[:, None])
-    ratio = np.abs(np.log(blobs.height[candidates][None] / h_pair[:, None]))
-    inlier = (distance < 0.2 * h_pair[:, None]) & (ratio < 0.45)
+    along = ((px[None] - blobs.cx[a][:, None]) * dx[:, None] + (py[None] - blobs.cy[a][:, None]) * dy[:, None]) \
+        / length[:, None] ** 2  # 0 at a, 1 at b
+    expected = np.maximum(blobs.height[a][:, None] + along * (blobs.height[b] - blobs.height[a])[:, None], 1.0)
+    distance = np.abs((px[None] - blobs.cx[a][:, None]) * -dy[:, None] + (py[None] - blobs.cy[a][:, None]) * dx[:, None]) \
+        / length[:, None]
+    inlier = (distance < 0.2 * expected) & (np.abs(np.log(blobs.height[candidates][None] / expected)) < 0.35)
     best = int(inlier.sum(axis=1).argmax())
     members = candidates[inlier[best]]
-    # Refit the line on its members and take them again (the pair was only a seed).
+    # Refit the line and the height trend on the members and take them again.
     for _ in range(2):
-        if len(members) < 3:
+        if len(members) < 4:
             return members
         vx, vy, x0, y0 = cv2.fitLine(np.column_stack([blobs.cx[members], blobs.cy[members]]).astype(np.float32),
                                      cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
-        h_med = float(np.median(blobs.height[members]))
+        t_members = (blobs.cx[members] - x0) * vx + (blobs.cy[members] - y0) * vy
+        trend = _height_trend(t_members, blobs.height[members])
+        t = (px - x0) * vx + (py - y0) * vy
+        expected = np.maximum(np.polyval(trend, t), 1.0)
         distance = np.abs((px - x0) * -vy + (py - y0) * vx)
-        ratio = np.abs(np.log(blobs.height[candidates] / h_med))
-        members = candidates[(distance < 0.2 * h_med) & (ratio < 0.45)]
+        members = candidates[(distance < 0.2 * expected) & (np.abs(np.log(blobs.height[candidates] / expected)) < 0.35)]
     return members
+
+
+def _height_trend(t: np.ndarray, height: np.ndarray) -> np.ndarray:
+    """Black-key length as a linear function of the position along the row (robust: the
+    fit is redone without the blobs it explains worst, such as keys a hand half covers)."""
+    trend = np.polyfit(t, height, 1)
+    keep = np.abs(height - np.polyval(trend, t)) <= np.percentile(np.abs(height - np.polyval(trend, t)), 80)
+    return np.polyfit(t[keep], height[keep], 1) if keep.sum() >= 3 else trend
 
 
 # --- per frame: the 88-key model along a row -------------------------------------------------
@@ -261,25 +277,32 @@ def _row_cost(fit: RowFit) -> tuple[float, int]:
 
 def _score_row(ts: np.ndarray, order: np.ndarray, scale: float, offset: float, direction: int,
                model: np.ndarray) -> RowFit | None:
-    """Match, then refine scale and offset by least squares (twice)."""
-    for _ in range(3):
-        position = (ts - offset) / (direction * scale)
-        nearest = np.abs(position[:, None] - model[None, :]).argmin(axis=1)
-        error = np.abs(position - model[nearest])
+    """Match blobs to keys, then refit the key positions and match again: first a line,
+    then (from 10 keys on) a quadratic, so lens bow and residual perspective are
+    followed outwards from where the vote matched."""
+    fit = np.array([direction * scale, offset])
+    for _ in range(4):
+        predicted = np.polyval(fit, model)
+        spacing = np.abs(np.polyval(np.polyder(fit), model))
+        if np.any(spacing <= 0.2 * scale):
+            return None
+        nearest = np.abs(ts[:, None] - predicted[None, :]).argmin(axis=1)
+        error = np.abs(ts - predicted[nearest]) / spacing[nearest]  # in white keys
         ok = error < 0.25
         if ok.sum() < 4:
             return None
-        # One blob per key: the closest.
         keep = np.zeros(len(ts), bool)
-        for k in np.unique(nearest[ok]):
+        for k in np.unique(nearest[ok]):  # one blob per key: the closest
             candidates = np.flatnonzero(ok & (nearest == k))
             keep[candidates[error[candidates].argmin()]] = True
-        a, b = np.polyfit(model[nearest[keep]], ts[keep], 1)
-        scale, offset = abs(float(a)), float(b)
-        if np.sign(a) != direction:
+        fit = np.polyfit(model[nearest[keep]], ts[keep], 2 if keep.sum() >= 10 else 1)
+        if len(fit) == 2 and np.sign(fit[0]) != direction:
             return None
+    linear = np.polyfit(model[nearest[keep]], ts[keep], 1)
+    if np.sign(linear[0]) != direction:
+        return None
     return RowFit(keys=nearest[keep], blobs=order[keep], extra=int((~keep).sum()), direction=direction,
-                  scale=scale, offset=offset)
+                  scale=abs(float(linear[0])), offset=float(linear[1]))
 
 
 # --- per frame: geometry -----------------------------------------------------------------
@@ -393,70 +416,112 @@ def _visible_black(homography: np.ndarray, size: tuple[int, int]) -> int:
     return int(((xy[:, 0] >= 0) & (xy[:, 0] < size[0]) & (xy[:, 1] >= 0) & (xy[:, 1] < size[1])).sum())
 
 
-def fit_keyboard(frame: np.ndarray) -> KeyboardFit | None:
-    """The keyboard in this frame (full or partial), or None when no keyboard is seen."""
+ANGLES = (0.0, 30.0, -30.0)  # the black-hat follows keys within about 15 degrees of vertical
+
+
+def fit_keyboard(frame: np.ndarray, angles: tuple[float, ...] = ANGLES) -> KeyboardFit | None:
+    """The keyboard in this frame (full or partial), or None when no keyboard is seen.
+    The frame is searched as it is and, when no full keyboard shows, turned by each
+    further angle (a camera rotated by up to about 45 degrees)."""
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-    blobs = key_blobs(dark_key_mask(gray))
     best: KeyboardFit | None = None
-    for row in blob_rows(blobs):
-        fit = _fit_on_row(gray, blobs, row)
-        if fit is not None and (best is None or (fit.full, fit.matched) > (best.full, best.matched)):
-            best = fit
+    for angle in angles:
+        turned, to_frame = _turned(gray, angle)
+        blobs = key_blobs(dark_key_mask(turned, gray.shape[1]))
+        for row in blob_rows(blobs):
+            fit = _fit_on_row(turned, blobs, row, gray, to_frame, angle)
+            if fit is not None and (best is None or (fit.full, fit.matched) > (best.full, best.matched)):
+                best = fit
+        if best is not None and best.full:
+            break
     return best
 
 
-def _fit_on_row(gray: np.ndarray, blobs: Blobs, row: np.ndarray) -> KeyboardFit | None:
+def _turned(gray: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The frame rotated by `angle` degrees on a canvas that holds all of it, and the
+    homography back to the frame."""
+    if angle == 0:
+        return gray, np.eye(3)
+    h, w = gray.shape
+    rotation = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    corners = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], float) @ rotation.T
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    rotation[:, 2] -= lo
+    size = (int(np.ceil(hi[0] - lo[0])), int(np.ceil(hi[1] - lo[1])))
+    turned = cv2.warpAffine(gray, rotation, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    return turned, np.linalg.inv(np.vstack([rotation, [0, 0, 1]]))
+
+
+def _row_positions(t: np.ndarray, height: np.ndarray) -> tuple[np.ndarray, float]:
+    """Positions along the row in units of the local black-key length (u = integral of
+    dt / h(t)), in which the keys are evenly spaced even when perspective shrinks the far
+    end; and the median key length in pixels."""
+    slope, intercept = _height_trend(t, height)
+    h_mid = float(np.median(height))
+    span = float(t.max() - t.min()) if len(t) else 0.0
+    h_lo, h_hi = intercept + slope * t.min(), intercept + slope * t.max()
+    if abs(slope) * span < 0.05 * h_mid or min(h_lo, h_hi) <= 0.2 * h_mid:
+        return t / h_mid, h_mid
+    return np.log((intercept + slope * t) / h_mid) / slope, h_mid
+
+
+def _fit_on_row(turned: np.ndarray, blobs: Blobs, row: np.ndarray, gray: np.ndarray, to_frame: np.ndarray,
+                angle: float) -> KeyboardFit | None:
+    """The 88-key model on one row of blobs (found in `turned`), checked in the frame."""
     points = np.column_stack([blobs.cx[row], blobs.cy[row]])
     vx, vy, x0, y0 = cv2.fitLine(points.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
     d = np.array([vx, vy]) if vx >= 0 else -np.array([vx, vy])
     normal = np.array([-d[1], d[0]])  # image-down for a level row
-    t = (points - [x0, y0]) @ d
-    size = (gray.shape[1], gray.shape[0])
-    row_fit = fit_row(t)
+    u, key_length = _row_positions((points - [x0, y0]) @ d, blobs.height[row])
+    row_fit = fit_row(u)
     if row_fit is None or len(row_fit.keys) < 8:
         return None
-    front_down = _front_is_down(gray, blobs, row, normal)
-    index = row[row_fit.blobs]
-    backs, fronts = _blob_ends(blobs, index, front_down)
+    white_px = row_fit.scale * key_length  # a white key's width in pixels, about
+    front_down = _front_is_down(turned, blobs, row, normal)
+    backs, fronts = _blob_ends(blobs, row[row_fit.blobs], front_down)
     model = _black_centres()[row_fit.keys]
     keyboard_points = np.concatenate([np.column_stack([model, np.zeros(len(model))]),
                                       np.column_stack([model, np.ones(len(model))])])
     image_points = np.concatenate([backs, fronts])
-    homography, inliers = cv2.findHomography(keyboard_points, image_points, cv2.RANSAC,
-                                             ransacReprojThreshold=max(1.5, 0.2 * row_fit.scale))
-    if homography is None:
+    turned_homography, inliers = cv2.findHomography(keyboard_points, image_points, cv2.RANSAC,
+                                                    ransacReprojThreshold=max(1.5, 0.2 * white_px))
+    if turned_homography is None:
         return None
     used = inliers.ravel().astype(bool)
+    residual = float(np.abs(_to_image(turned_homography, keyboard_points[used]) - image_points[used]).mean()) / white_px
+    homography = to_frame @ turned_homography
     matched_keys = set(row_fit.keys[used[:len(model)] | used[len(model):]].tolist())
+    return _checked_fit(gray, homography, matched_keys, row_fit.extra, residual, len(row), angle)
+
+
+def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int], extra: int, residual: float,
+                 n_seen: int, angle: float) -> KeyboardFit | None:
+    """The quad, and whether it is a full 88-key keyboard in view (else why not)."""
+    size = (gray.shape[1], gray.shape[0])
     matched = len(matched_keys)
     front = _front_edge(gray, homography)
     quad = _to_image(homography, [[0, 0], [N_WHITE, 0], [N_WHITE, front], [0, front]])
-    u = quad[1] - quad[0]
-    front_dir = quad[3] - quad[0]
-    orientation = _orientation(u, front_dir)
+    orientation = _orientation(quad[1] - quad[0], quad[3] - quad[0])
     clipped = _clipped(homography, front, size)
     visible = max(1, _visible_black(homography, size))
-    residual = float(np.abs(_to_image(homography, keyboard_points[used]) - image_points[used]).mean()) / row_fit.scale
     score = min(1.0, matched / visible) * max(0.0, 1 - residual)
-    ends = _ends_white(gray, homography)
-    n_seen = len(row)
-    keys_seen = int(round(n_seen * 88 / 36))
+    low_end = len(matched_keys & set(range(END_KEYS)))
+    high_end = len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK)))
     why = ""
     if matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
         why = f"{matched} of {visible} visible black keys matched"
-    elif row_fit.extra > max(3, 0.3 * matched):
-        why = f"{row_fit.extra} key-like blobs that an 88-key keyboard does not explain"
-    elif min(len(matched_keys & set(range(END_KEYS))), len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK)))) < 2:
+    elif extra > max(3, 0.3 * matched):
+        why = f"{extra} key-like blobs that an 88-key keyboard does not explain"
+    elif min(low_end, high_end) < 2:
         why = "an end's black keys not seen (a keyboard of fewer keys, or the model slid an octave)"
     elif max(clipped) > CLIP_MAX_WHITE:
         why = f"{max(clipped):.1f} white keys of an end outside the frame"
-    elif not all(ends):
+    elif not all(_ends_white(gray, homography)):
         why = "no white keys at an end (fewer than 88 keys?)"
-    full = not why
-    if not full and n_seen < 12:
+    if why and n_seen < 12:
         return None
-    return KeyboardFit(quad=quad, score=score if full else 0.0, matched=matched, orientation=orientation,
-                       clipped=clipped, full=full, keys_seen=keys_seen, why=why)
+    return KeyboardFit(quad=quad, score=0.0 if why else score, matched=matched, orientation=orientation,
+                       clipped=clipped, full=not why, keys_seen=int(round(n_seen * 88 / 36)), why=why, angle=angle)
 
 
 # --- per video --------------------------------------------------------------------------
@@ -516,9 +581,11 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
     small = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1 else f
              for f in frames]
     fits, fitted, partial = [], [], []
+    angles = ANGLES
     for index, frame in enumerate(small):
-        fit = fit_keyboard(frame)
+        fit = fit_keyboard(frame, angles)
         if fit is not None and fit.full:
+            angles = (fit.angle,) + tuple(a for a in ANGLES if a != fit.angle)  # the camera stays put
             fits.append(fit)
             fitted.append(index)
         elif fit is not None:
@@ -533,7 +600,7 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
     group = _consistent(fits, small[0].shape[1])
     fits = [fits[i] for i in group]
     fitted = [fitted[i] for i in group]
-    refit = _refit_on_median([small[i] for i in fitted]) if len(fitted) >= 3 else None
+    refit = _refit_on_median([small[i] for i in fitted], angles) if len(fitted) >= 3 else None
     quad = np.median(np.stack([f.quad for f in fits]), axis=0)
     if refit is not None and np.abs(refit.quad - quad).max() < 0.02 * small[0].shape[1]:
         quad = refit.quad
@@ -549,9 +616,9 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
     return location
 
 
-def _refit_on_median(frames: list[np.ndarray]) -> KeyboardFit | None:
+def _refit_on_median(frames: list[np.ndarray], angles: tuple[float, ...]) -> KeyboardFit | None:
     """The keyboard fitted on the per-pixel median of the frames: the hands mostly gone."""
-    fit = fit_keyboard(np.median(np.stack(frames), axis=0).astype(np.uint8))
+    fit = fit_keyboard(np.median(np.stack(frames), axis=0).astype(np.uint8), angles[:1])
     return fit if fit is not None and fit.full else None
 
 

@@ -108,3 +108,20 @@ def test_a_61_key_keyboard_is_partial_with_the_keys_seen(scene):
     with pytest.raises(KeyboardNotFound) as caught:
         locate_in_frames([small])
     assert caught.value.reason == "partial_keyboard"
+
+
+@pytest.mark.parametrize("angle, far", [(30, 1.0), (-40, 1.0), (0, 0.85), (30, 0.85)])
+def test_rotated_and_oblique_cameras(scene, angle, far):
+    """The camera turned by up to about 45 degrees, and looking along the keyboard so
+    that its far end is smaller (the old locator refused all of these)."""
+    frame, quad, _ = scene
+    h, w = frame.shape[:2]
+    squeeze = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]),
+                                          np.float32([[0, 0], [w, h * (1 - far) / 2], [w, h * (1 + far) / 2], [0, h]]))
+    turn = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), angle, 0.75), [0, 0, 1]])
+    warp = turn @ squeeze
+    image = cv2.warpPerspective(frame, warp, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    truth = cv2.perspectiveTransform(quad[None].astype(np.float32), warp)[0]
+    location = locate_in_frames([image])
+    assert location.orientation == "normal"
+    assert quad_iou(location.quad, truth, (h, w)) > 0.93
