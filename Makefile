@@ -68,9 +68,18 @@ bench-label-quality: env system-deps
 bench-label-speed: env system-deps
 	PYTHONPATH=. $(BIN)/python benchmarks/label_speed.py
 
-.PHONY: bench-keyboard bench-frame-pass
+.PHONY: bench-keyboard bench-keyboard-real bench-locate-speed bench-frame-pass
 bench-keyboard: env system-deps
 	PYTHONPATH=. $(BIN)/python benchmarks/keyboard_accuracy.py
+
+# Real frames are third-party and never in the repository: FRAMES=versions/1/frames of
+# a checkout of the public AmitMY/piano-hands repository (see benchmarks/keyboard_real.py).
+bench-keyboard-real: env
+	@[ -n "$(FRAMES)" ] || { echo "usage: make bench-keyboard-real FRAMES=DIR (see benchmarks/keyboard_real.py)"; exit 2; }
+	PYTHONPATH=. $(BIN)/python benchmarks/keyboard_real.py $(FRAMES)
+
+bench-locate-speed: env system-deps
+	PYTHONPATH=. $(BIN)/python benchmarks/locate_speed.py
 
 bench-frame-pass: env
 	PYTHONPATH=. $(BIN)/python benchmarks/frame_pass.py
