@@ -12,8 +12,8 @@ from the black keys, which are the one thing every keyboard shows whatever its l
    its contrast with the white keys beside it, not by an absolute level (stage light
    puts real white keys at V 100-140). Wide dark areas (the fallboard, letterboxing)
    give no black-hat; dim surroundings (a glossy fallboard mirroring the keys) are cut
-   by requiring 0.6 of the local mean white level and 0.45 of its maximum (a thin
-   glow line over the keys must not cut them);
+   by requiring 0.6 of the local mean white level and 0.45 of its maximum (measured
+   on bright areas taller than a glow line, which must not cut the keys under it);
 2. rows: key-shaped blobs (narrow, tall, solid) are grouped into straight rows of
    similar height (RANSAC over blob pairs), a few rows per frame;
 3. the 88-key model: along each row, a 1-D Hough vote over scale and offset matches the
@@ -128,8 +128,9 @@ def dark_key_mask(gray: np.ndarray, width: int | None = None) -> np.ndarray:
     closed = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, 1)))
     blackhat = cv2.subtract(closed, gray)
     window = (k * 2 + 1, max(9, int(0.08 * width)) | 1)
-    local_mean = cv2.blur(closed, window)
-    local_max = cv2.dilate(closed, cv2.getStructuringElement(cv2.MORPH_RECT, window))
+    tall = cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((max(5, int(0.015 * width)) | 1, 1), np.uint8))
+    local_mean = cv2.blur(tall, window)  # of bright things taller than a glow line drawn over the keys
+    local_max = cv2.dilate(tall, cv2.getStructuringElement(cv2.MORPH_RECT, window))
     mask = (blackhat.astype(np.int16) > np.maximum(18, 0.3 * closed)) & (closed > 0.6 * local_mean) \
         & (closed > 0.45 * local_max) & (closed > 40)
     mask = mask.astype(np.uint8)
@@ -137,7 +138,7 @@ def dark_key_mask(gray: np.ndarray, width: int | None = None) -> np.ndarray:
     # black key must not cut it in two.
     # Thin horizontal bridges (the shadowed back of the white keys) must not join two.
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, 3), np.uint8))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((max(3, int(0.01 * width)) | 1, 1), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((max(3, int(0.02 * width)) | 1, 1), np.uint8))
     return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(5, int(0.012 * width)) | 1, 1), np.uint8))
 
 
