@@ -8,7 +8,8 @@ Drop reasons, checked in this order (the first that applies is recorded):
   least) with the reference crop's is below `keyboard_similarity` (0.5). The reference is
   the per-pixel median of the crops of the frames the locator fitted (hands move, the
   keyboard does not). Title cards, cuts, camera moves and a keyboard largely covered
-  all fall here.
+  all fall here. Each frame's similarity is stored with it (`keyboard_similarity`), so a
+  user can see how close a frame came to the threshold.
 - `silent`: the audio is silent for a long stretch: before the first sound and after the
   last (beyond `edge_margin_s`, 0.5 s: hands approaching the keys stay), and inside the performance only for silences
   longer than `rest_max_s` (3 s), keeping `rest_margin_s` (0.5 s) at each side. Brief
