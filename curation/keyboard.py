@@ -51,6 +51,7 @@ from curation.threads import thread_decoder
 WORK_WIDTH = 960  # frames are downscaled to this width for the search
 MIN_BLACK_MATCHED = 14  # of 36: hands may hide half the keys in a frame
 MIN_MATCHED_SHARE = 0.45  # of the black keys inside the frame
+MIN_BLACK_STRONG = 24  # with this many matched, an end's black keys may be hidden (by a hand)
 END_KEYS = 5  # each end must show 2 of its 5 outermost black keys: an octave-periodic pattern could slide
 CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (Paul Barton framing)
 FRONT = 1 / BLACK_LENGTH  # the white keys' front in black-key lengths from the back
@@ -397,19 +398,24 @@ def _clipped(homography: np.ndarray, front: float, size: tuple[int, int]) -> tup
     return float(m[first]), float(N_WHITE - m[last])
 
 
-def _ends_white(gray: np.ndarray, homography: np.ndarray) -> tuple[bool, bool]:
-    """Do A0's and C8's white keys (A0 B0, B7 C8) look like the white keys a few keys
-    inward (or lie outside the frame)? A 76-key keyboard fitted as an 88 puts these on
-    the body; compared with their neighbours, not the whole keyboard, because light
-    falls off smoothly towards the ends."""
+def _end_whites(gray: np.ndarray, homography: np.ndarray) -> list[bool | None]:
+    """Per end (A0, C8): do its white keys (A0 B0, B7 C8) look like the white keys a few
+    keys inward, and reach a third of the middle's white? None when the end is outside
+    the frame. A 61- or 76-key keyboard fitted as an 88 puts these on the body; mostly
+    compared with their neighbours, because light falls off smoothly towards the ends."""
     v = np.linspace(1.15, 1.45, 4)
-    answers = []
+    middle = _sample(gray, homography, _white_centres()[None, 10:42].repeat(4, 0), v[:, None].repeat(32, 1))
+    white = float(np.nanmedian(middle)) if np.isfinite(middle).any() else 0.0
+    answers: list[bool | None] = []
     for end, inward in (((0.2, 1.8), (4.2, 7.8)), ((N_WHITE - 1.8, N_WHITE - 0.2), (N_WHITE - 7.8, N_WHITE - 4.2))):
         values = [_sample(gray, homography, np.linspace(*span, 5)[None, :].repeat(4, 0), v[:, None].repeat(5, 1))
                   for span in (end, inward)]
-        seen = np.isfinite(values[0]).mean() >= 0.5 and np.isfinite(values[1]).any()
-        answers.append(bool(not seen or np.nanmedian(values[0]) >= 0.5 * np.nanmedian(values[1])))
-    return answers[0], answers[1]
+        if np.isfinite(values[0]).mean() < 0.5 or not np.isfinite(values[1]).any():
+            answers.append(None)
+        else:
+            level = float(np.nanmedian(values[0]))
+            answers.append(level >= 0.5 * float(np.nanmedian(values[1])) and level >= 0.35 * white)
+    return answers
 
 
 def _visible_black(homography: np.ndarray, size: tuple[int, int]) -> int:
@@ -506,18 +512,21 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
     clipped = _clipped(homography, front, size)
     visible = max(1, _visible_black(homography, size))
     score = min(1.0, matched / visible) * max(0.0, 1 - residual)
-    low_end = len(matched_keys & set(range(END_KEYS)))
-    high_end = len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK)))
+    whites = _end_whites(gray, homography)
+    # An end's black keys may be under a hand when the rest is clear and its white keys show.
+    strong = matched >= MIN_BLACK_STRONG
+    low_end = len(matched_keys & set(range(END_KEYS))) >= 2 or (strong and whites[0] is True)
+    high_end = len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK))) >= 2 or (strong and whites[1] is True)
     why = ""
     if matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
         why = f"{matched} of {visible} visible black keys matched"
     elif extra > max(3, 0.3 * matched):
         why = f"{extra} key-like blobs that an 88-key keyboard does not explain"
-    elif min(low_end, high_end) < 2:
+    elif not (low_end and high_end):
         why = "an end's black keys not seen (a keyboard of fewer keys, or the model slid an octave)"
     elif max(clipped) > CLIP_MAX_WHITE:
         why = f"{max(clipped):.1f} white keys of an end outside the frame"
-    elif not all(_ends_white(gray, homography)):
+    elif False in whites:
         why = "no white keys at an end (fewer than 88 keys?)"
     if why and n_seen < 12:
         return None
