@@ -240,9 +240,12 @@ def _run_locate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(location.to_json()))
     else:
-        corners = "  ".join(f"{n} ({x:.1f}, {y:.1f})" for n, (x, y) in zip(("TL", "TR", "BR", "BL"), location.quad))
-        print(f"{args.media}: keyboard {corners}; bbox {location.bbox}; score {location.score:.3f} "
-              f"({location.frames_used}/{location.frames_sampled} frames)")
+        names = ("A0 back", "C8 back", "C8 front", "A0 front")
+        corners = "  ".join(f"{n} ({x:.1f}, {y:.1f})" for n, (x, y) in zip(names, location.quad))
+        clipped = "".join(f"; {end} end {keys:.1f} white keys outside the frame"
+                          for end, keys in (("A0", location.clipped_left), ("C8", location.clipped_right)) if keys > 0.05)
+        print(f"{args.media}: keyboard {corners}; bbox {location.bbox}; {location.orientation}{clipped}; "
+              f"score {location.score:.3f} ({location.frames_used}/{location.frames_sampled} frames)")
     return 0
 
 

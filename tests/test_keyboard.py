@@ -83,7 +83,8 @@ def test_cli_locate_prints_json_and_exits_3_when_nothing_is_found(synth_720p, tm
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert {"bbox", "quad", "score"} <= set(answer) and len(answer["quad"]) == 4
+    assert {"bbox", "quad", "score", "orientation", "clipped_left", "clipped_right"} <= set(answer)
+    assert len(answer["quad"]) == 4 and answer["orientation"] == "normal" and answer["clipped_left"] == 0
     (tmp_path / "x.mp4").write_bytes(b"not a video")
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "locate", str(tmp_path / "x.mp4"), "--json"],
                             capture_output=True, text=True)
