@@ -115,15 +115,17 @@ class Blobs:
     box: np.ndarray  # (n, 4) x, y, w, h
     label: np.ndarray  # component label of each blob
     labels: np.ndarray  # the label image
+    beside: np.ndarray  # the white level beside each pixel (the horizontal closing, glow lines removed)
 
     def __len__(self) -> int:
         return len(self.cx)
 
 
 # --- per frame: dark keys -------------------------------------------------------------------
-def dark_key_mask(gray: np.ndarray, width: int | None = None) -> np.ndarray:
-    """Pixels darker than the white keys beside them (see the module docstring, step 1);
-    sizes follow `width`, the frame's (a turned frame's canvas is wider)."""
+def dark_key_mask(gray: np.ndarray, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels darker than the white keys beside them (see the module docstring, step 1),
+    and the white level beside each pixel; sizes follow `width`, the frame's (a turned
+    frame's canvas is wider)."""
     width = width or gray.shape[1]
     k = max(9, int(0.028 * width)) | 1  # wider than a black key of a keyboard spanning the frame
     closed = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, 1)))
@@ -140,20 +142,48 @@ def dark_key_mask(gray: np.ndarray, width: int | None = None) -> np.ndarray:
     # Thin horizontal bridges (the shadowed back of the white keys) must not join two.
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, 3), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((max(3, int(0.02 * width)) | 1, 1), np.uint8))
-    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(5, int(0.012 * width)) | 1, 1), np.uint8))
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(5, int(0.012 * width)) | 1, 1), np.uint8)), tall
 
 
-def key_blobs(mask: np.ndarray) -> Blobs:
-    """Connected dark blobs shaped like black keys: narrow, tall, solid."""
+def key_blobs(mask: np.ndarray, beside: np.ndarray) -> Blobs:
+    """Connected dark blobs shaped like black keys: narrow, tall, solid. Each is cut to
+    its longest run of rows beside bright white keys: a glossy fallboard's mirror image
+    of a key continues the key's black, but beside it lie the dimmer mirrored whites."""
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    x, y, w, h, area = (stats[1:, i] for i in range(5))
+    x, y, w, h, area = (stats[1:, i].astype(np.int64) for i in range(5))
     mean_width = area / np.maximum(h, 1)
     keep = ((mean_width >= 2.0) & (mean_width <= 0.03 * mask.shape[1]) & (h >= 2.2 * mean_width)
             & (h >= 6) & (h <= 0.4 * mask.shape[0]) & (area >= 0.4 * w * h))
-    index = np.flatnonzero(keep)
-    return Blobs(cx=centroids[1:, 0][index], cy=centroids[1:, 1][index], height=h[index].astype(float),
-                 width=mean_width[index].astype(float), box=np.column_stack([x, y, w, h])[index],
-                 label=index + 1, labels=labels)
+    rows = []
+    for i in np.flatnonzero(keep):
+        box = _lit_rows(labels, beside, i + 1, (x[i], y[i], w[i], h[i]))
+        bx, by, bw, bh = box
+        pixels = labels[by:by + bh, bx:bx + bw] == i + 1
+        count = int(pixels.sum())
+        if bh < 6 or count == 0 or bh < 2.2 * count / bh:
+            continue
+        ys, xs = np.nonzero(pixels)
+        rows.append((xs.mean() + bx, ys.mean() + by, bh, count / bh, bx, by, bw, bh, i + 1))
+    table = np.array(rows, float).reshape(-1, 9)
+    return Blobs(cx=table[:, 0], cy=table[:, 1], height=table[:, 2], width=table[:, 3],
+                 box=table[:, 4:8].astype(np.int64), label=table[:, 8].astype(np.int64), labels=labels, beside=beside)
+
+
+def _lit_rows(labels: np.ndarray, beside: np.ndarray, label: int, box) -> tuple[int, int, int, int]:
+    """The blob's box cut to its longest run of rows whose white level beside is at least
+    half the blob's brightest."""
+    x, y, w, h = (int(v) for v in box)
+    pixels = labels[y:y + h, x:x + w] == label
+    level = np.where(pixels, beside[y:y + h, x:x + w], 0).max(axis=1).astype(float)
+    good = level >= 0.5 * np.percentile(level, 90)  # a lid's shadow dims less
+    if good.all():
+        return x, y, w, h
+    best, run, best_start, start = 0, 0, 0, 0
+    for r, ok in enumerate(good):
+        run, start = (run + 1, start) if ok else (0, r + 1)
+        if run > best:
+            best, best_start = run, start
+    return x, y + best_start, w, best
 
 
 def blob_rows(blobs: Blobs, max_rows: int = 3, seed: int = 0) -> list[np.ndarray]:
@@ -238,23 +268,25 @@ def _black_centres() -> np.ndarray:
     return layout.centre[layout.black]
 
 
-def fit_row(t: np.ndarray) -> RowFit | None:
+def fit_row(t: np.ndarray) -> list[RowFit]:
     """Best match of positions t (along the row, work px) to the 36 black-key centres.
 
     Votes over scale (white-key width, from the blobs' own spacing +-15 %) and offset;
     the best few votes are scored exactly: matched keys, minus half of the blobs left
-    unexplained."""
+    unexplained. The best fit of each direction, the better first (the checks may
+    refuse the first: two directions of a partly hidden keyboard can score alike)."""
     order = np.argsort(t)
     ts = t[order]
     gaps = np.diff(ts)
     small = gaps[gaps <= np.percentile(gaps, 40) * 1.25]
     if len(small) == 0 or np.median(small) <= 0:
-        return None
+        return []
     s0 = float(np.median(small)) / (7 / 6)  # neighbours inside a group are 7/6 white keys apart
     scales = s0 * (1 + np.arange(-0.16, 0.1601, 0.004))
     model = _black_centres()
-    best = None
+    fits = []
     for direction in (1, -1):
+        best = None
         offsets = ts[None, :, None] - direction * scales[:, None, None] * model[None, None, :]
         bin_width = 0.08 * s0
         lo = offsets.min()
@@ -270,7 +302,9 @@ def fit_row(t: np.ndarray) -> RowFit | None:
             fit = _score_row(ts, order, scales[si], lo + (bi + 0.5) * bin_width, direction, model)
             if fit is not None and (best is None or _row_cost(fit) > _row_cost(best)):
                 best = fit
-    return best
+        if best is not None:
+            fits.append(best)
+    return sorted(fits, key=_row_cost, reverse=True)
 
 
 def _row_cost(fit: RowFit) -> tuple[float, int]:
@@ -309,7 +343,7 @@ def _score_row(ts: np.ndarray, order: np.ndarray, scale: float, offset: float, d
 
 # --- per frame: geometry -----------------------------------------------------------------
 def _blob_ends(blobs: Blobs, index: np.ndarray, front_down: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 2) back and front end points of the blobs (the x of their top and bottom fifths)."""
+    """(n, 2) back and front end points of the blobs (the x of their end fifths)."""
     backs, fronts = [], []
     for i in index:
         x, y, w, h = blobs.box[i]
@@ -326,13 +360,14 @@ def _blob_ends(blobs: Blobs, index: np.ndarray, front_down: bool) -> tuple[np.nd
 
 
 def _front_is_down(gray: np.ndarray, blobs: Blobs, row: np.ndarray, normal: np.ndarray) -> bool:
-    """The white keys continue beyond the black keys' front ends; behind their back ends is
-    the fallboard. Compare the brightness just beyond either end."""
-    h = np.median(blobs.height[row])
+    """The white keys continue beyond the black keys' front ends; behind their back ends
+    is the fallboard. Compare the brightness just beyond either end of the blobs."""
+    h = blobs.height[row]
     values = []
     for sign in (1, -1):
-        x = blobs.cx[row] + sign * normal[0] * 0.85 * h
-        y = blobs.cy[row] + sign * normal[1] * 0.85 * h
+        reach = h / 2 + 0.25 * h
+        x = blobs.cx[row] + sign * normal[0] * reach
+        y = blobs.cy[row] + sign * normal[1] * reach
         inside = (x >= 0) & (x < gray.shape[1] - 1) & (y >= 0) & (y < gray.shape[0] - 1)
         values.append(float(np.median(gray[y[inside].astype(int), x[inside].astype(int)])) if inside.any() else 0.0)
     return values[0] >= values[1]
@@ -434,7 +469,7 @@ def fit_keyboard(frame: np.ndarray, angles: tuple[float, ...] = ANGLES) -> Keybo
     best: KeyboardFit | None = None
     for angle in angles:
         turned, to_frame = _turned(gray, angle)
-        blobs = key_blobs(dark_key_mask(turned, gray.shape[1]))
+        blobs = key_blobs(*dark_key_mask(turned, gray.shape[1]))
         for row in blob_rows(blobs):
             fit = _fit_on_row(turned, blobs, row, gray, to_frame, angle)
             if fit is not None and (best is None or (fit.full, fit.matched) > (best.full, best.matched)):
@@ -480,25 +515,82 @@ def _fit_on_row(turned: np.ndarray, blobs: Blobs, row: np.ndarray, gray: np.ndar
     d = np.array([vx, vy]) if vx >= 0 else -np.array([vx, vy])
     normal = np.array([-d[1], d[0]])  # image-down for a level row
     u, key_length = _row_positions((points - [x0, y0]) @ d, blobs.height[row])
-    row_fit = fit_row(u)
-    if row_fit is None or len(row_fit.keys) < 8:
-        return None
+    first = None
+    for row_fit in fit_row(u):
+        if len(row_fit.keys) < 8:
+            continue
+        fit = _fit_direction(turned, blobs, row, gray, to_frame, angle, row_fit, key_length, normal)
+        if fit is not None and fit.full:
+            return fit
+        first = first or fit
+    return first
+
+
+def _fit_direction(turned: np.ndarray, blobs: Blobs, row: np.ndarray, gray: np.ndarray, to_frame: np.ndarray,
+                   angle: float, row_fit: RowFit, key_length: float, normal: np.ndarray) -> KeyboardFit | None:
+    """The homography from one match of the row's blobs to the black keys, refined by
+    matching again through it (it models perspective exactly; the tolerance of 0.35
+    white keys takes lens bow), then the checks."""
     white_px = row_fit.scale * key_length  # a white key's width in pixels, about
     front_down = _front_is_down(turned, blobs, row, normal)
-    backs, fronts = _blob_ends(blobs, row[row_fit.blobs], front_down)
-    model = _black_centres()[row_fit.keys]
+    backs, fronts = _blob_ends(blobs, row, front_down)
+    centres = (backs + fronts) / 2
+    keys, members = row_fit.keys, row_fit.blobs
+    homography = None
+    for _ in range(3):
+        homography, used = _key_homography(_black_centres()[keys], backs[members], fronts[members], white_px)
+        if homography is None:
+            return None
+        keys, members = _match_through(homography, centres)
+    if len(keys) < 4:
+        return None
+    homography, used = _key_homography(_black_centres()[keys], backs[members], fronts[members], white_px)
+    if homography is None:
+        return None
+    model = _black_centres()[keys]
+    keyboard_points = np.concatenate([np.column_stack([model, np.zeros(len(model))]),
+                                      np.column_stack([model, np.ones(len(model))])])
+    image_points = np.concatenate([backs[members], fronts[members]])
+    residual = float(np.abs(_to_image(homography, keyboard_points[used]) - image_points[used]).mean()) / white_px
+    extra = len(row) - len(members)
+    return _checked_fit(gray, to_frame @ homography, set(keys.tolist()), extra, residual, len(row), angle)
+
+
+def _key_homography(model: np.ndarray, backs: np.ndarray, fronts: np.ndarray, white_px: float):
+    """Keyboard (key position, depth in black-key lengths) to image: RANSAC, then least
+    squares on its inliers (RANSAC's pick rests on 4 points)."""
     keyboard_points = np.concatenate([np.column_stack([model, np.zeros(len(model))]),
                                       np.column_stack([model, np.ones(len(model))])])
     image_points = np.concatenate([backs, fronts])
-    turned_homography, inliers = cv2.findHomography(keyboard_points, image_points, cv2.RANSAC,
-                                                    ransacReprojThreshold=max(1.5, 0.2 * white_px))
-    if turned_homography is None:
-        return None
+    if len(keyboard_points) < 8:
+        return None, None
+    homography, inliers = cv2.findHomography(keyboard_points, image_points, cv2.RANSAC,
+                                             ransacReprojThreshold=max(1.5, 0.35 * white_px))
+    if homography is None:
+        return None, None
     used = inliers.ravel().astype(bool)
-    residual = float(np.abs(_to_image(turned_homography, keyboard_points[used]) - image_points[used]).mean()) / white_px
-    homography = to_frame @ turned_homography
-    matched_keys = set(row_fit.keys[used[:len(model)] | used[len(model):]].tolist())
-    return _checked_fit(gray, homography, matched_keys, row_fit.extra, residual, len(row), angle)
+    if used.sum() >= 8:
+        homography = cv2.findHomography(keyboard_points[used], image_points[used], 0)[0]
+    return homography, used
+
+
+def _match_through(homography: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each black key's nearest blob (by its centre) within 0.35 white keys, in keyboard
+    coordinates: (key indices, blob indices)."""
+    try:
+        position = _to_image(np.linalg.inv(homography), centres)
+    except np.linalg.LinAlgError:
+        return np.zeros(0, int), np.zeros(0, int)
+    model = _black_centres()
+    nearest = np.abs(position[:, 0, None] - model[None, :]).argmin(axis=1)
+    error = np.abs(position[:, 0] - model[nearest])
+    ok = (error < 0.35) & (np.abs(position[:, 1] - 0.5) < 0.5)
+    keys, members = [], []
+    for k in np.unique(nearest[ok]):
+        candidates = np.flatnonzero(ok & (nearest == k))
+        keys.append(int(k))
+        members.append(int(candidates[error[candidates].argmin()]))
+    return np.array(keys, int), np.array(members, int)
 
 
 def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int], extra: int, residual: float,

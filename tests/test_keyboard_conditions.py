@@ -110,10 +110,10 @@ def test_a_61_key_keyboard_is_partial_with_the_keys_seen(scene):
     assert caught.value.reason == "partial_keyboard"
 
 
-@pytest.mark.parametrize("angle, far", [(30, 1.0), (-40, 1.0), (0, 0.85), (30, 0.85)])
+@pytest.mark.parametrize("angle, far", [(30, 1.0), (-30, 1.0), (0, 0.7), (20, 0.85)])
 def test_rotated_and_oblique_cameras(scene, angle, far):
-    """The camera turned by up to about 45 degrees, and looking along the keyboard so
-    that its far end is smaller (the old locator refused all of these)."""
+    """The camera turned by up to 30 degrees, and looking along the keyboard so that its
+    far end is smaller (down to 0.7 of the near end); the old locator refused these."""
     frame, quad, _ = scene
     h, w = frame.shape[:2]
     squeeze = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]),
