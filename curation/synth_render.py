@@ -43,6 +43,8 @@ class Style:
     light_y: float
     noise_sigma: float
     hands: bool = True
+    hand_scale: float = 1.0  # > 1: bigger hands whose backs cover the keys' fronts (close cameras)
+    extra_hands: bool = False  # a second pair of hands (four hands), resting mirrored about the middle
 
     @staticmethod
     def draw(rng: np.random.Generator, hands: bool = True) -> "Style":
@@ -177,15 +179,27 @@ class SceneRenderer:
     # --- per frame ---------------------------------------------------------------------
     def keyboard_frame(self, pressed: np.ndarray, hands: list[HandPose]) -> np.ndarray:
         """One frame of the performance: `pressed` is the (88,) bool key state."""
+        return self.keyboard_frame_and_hands(pressed, hands)[0]
+
+    def keyboard_frame_and_hands(self, pressed: np.ndarray, hands: list[HandPose],
+                                 want_mask: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """The frame and, when asked, where the hands are in it (looks paint under the
+        hands and cast their shadows from this mask)."""
         world = self.static_world.copy()
+        mask = np.zeros(world.shape[:2], np.uint8) if want_mask else None
         if pressed.any():
             self._redraw_pressed(world, pressed)
         if self.style.hands:
+            if self.style.extra_hands:
+                hands = list(hands) + [HandPose(centre=N_WHITE - h.centre) for h in hands]
             for hand in hands:
-                self._draw_hand(world, hand)
+                self._draw_hand(world, hand, mask)
         frame = cv2.warpPerspective(world, self.world_to_frame, (self.width, self.height),
                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return self._add_noise(frame)
+        if mask is not None:
+            mask = cv2.warpPerspective(mask, self.world_to_frame, (self.width, self.height),
+                                       flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) > 0
+        return self._add_noise(frame), mask
 
     def _redraw_pressed(self, world: np.ndarray, pressed: np.ndarray) -> None:
         """Redraw pressed keys (a white key's neighbouring black keys go back on top)."""
@@ -203,13 +217,17 @@ class SceneRenderer:
             p0, p1 = self._key_rect(i, True)
             cv2.rectangle(world, p0, p1, BLACK_PRESSED, -1)
 
-    def _draw_hand(self, world: np.ndarray, hand: HandPose) -> None:
-        """Palm below the key fronts, an arm to the bottom, a thin finger onto each key."""
+    def _draw_hand(self, world: np.ndarray, hand: HandPose, mask: np.ndarray | None = None) -> None:
+        """Palm below the key fronts, an arm to the bottom, a thin finger onto each key
+        (a bigger hand's palm moves up over the keys' fronts). `mask` gets the same shapes."""
         u, length = PX_PER_WHITE, self.key_len
-        skin = self.style.skin_bgr
-        palm_c = (hand.centre * u, length * 1.22)
-        cv2.line(world, self._xy(*palm_c), self._xy(palm_c[0] + 0.5 * u, length * 4.0), skin, int(2.4 * u))
-        cv2.ellipse(world, self._xy(*palm_c), (int(2.5 * u), int(0.3 * length)), 0, 0, 360, skin, -1)
+        skin, scale = self.style.skin_bgr, self.style.hand_scale
+        palm_c = (hand.centre * u, length * 1.22) if scale == 1.0 else (hand.centre * u, length * (1.22 - 0.35 * (scale - 1)))
+        for canvas, colour in ((world, skin), (mask, 255)):
+            if canvas is None:
+                continue
+            cv2.line(canvas, self._xy(*palm_c), self._xy(palm_c[0] + 0.5 * u, length * 4.0), colour, int(2.4 * u * scale))
+            cv2.ellipse(canvas, self._xy(*palm_c), (int(2.5 * u * scale), int(0.3 * length * scale)), 0, 0, 360, colour, -1)
         layout = key_layout()
         if hand.pressed:
             tips = [(layout.centre[i] * u, (0.45 if layout.black[i] else 0.72) * length) for i in hand.pressed[:5]]
@@ -217,7 +235,9 @@ class SceneRenderer:
             tips = [((hand.centre + dx) * u, 0.8 * length) for dx in (-1.8, -0.9, 0.0, 0.9, 1.8)]
         for x, y in tips:
             base = (palm_c[0] + 0.5 * (x - palm_c[0]), length * 0.95)
-            cv2.line(world, self._xy(*base), self._xy(x, y), skin, max(3, int(0.38 * u)), cv2.LINE_AA)
+            cv2.line(world, self._xy(*base), self._xy(x, y), skin, max(3, int(0.38 * u * scale)), cv2.LINE_AA)
+            if mask is not None:
+                cv2.line(mask, self._xy(*base), self._xy(x, y), 255, max(3, int(0.38 * u * scale)), cv2.LINE_AA)
 
     def _add_noise(self, frame: np.ndarray) -> np.ndarray:
         up, down = self.noise[self._noise_i % len(self.noise)]

@@ -24,6 +24,7 @@ import pretty_midi
 
 from curation.piano import LOWEST_MIDI, key_layout
 from curation.synth_audio import synthesize
+from curation.synth_looks import LOOKS, LookRenderer, clipped_ends, draw_look, restyle
 from curation.synth_render import HandPose, SceneRenderer, Style
 from labeling.rolls import frame_roll
 
@@ -46,6 +47,7 @@ class SynthConfig:
     cut: bool | None = None  # a talking cut mid-video; None: the seed decides
     hands: bool = True
     crf: int = 23
+    look: str = "studio"  # a style family or negative of curation.synth_looks (real footage's conditions)
 
     def __post_init__(self):
         if self.seconds < 3:
@@ -54,6 +56,8 @@ class SynthConfig:
             raise ValueError(f"width x height must be even and at least 160x90, got {self.width}x{self.height}")
         if not 1 <= self.fps <= 120:
             raise ValueError(f"fps must be in 1..120, got {self.fps}")
+        if self.look not in LOOKS:
+            raise ValueError(f"unknown look {self.look!r}; known: {', '.join(LOOKS)}")
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,13 @@ def make_video(out_dir: Path, name: str, seed: int, config: SynthConfig = SynthC
     style = Style.draw(rng, hands=config.hands)
     segments = plan_segments(n_frames, fps, rng, cut)
     midi = compose_performance(segments, fps, rng)
+    # The look draws from its own stream, so the studio look is the renderer's frames exactly.
+    look_rng = np.random.default_rng([seed, 7])
+    style = restyle(config.look, style, look_rng)
     renderer = SceneRenderer(style, config.width, config.height, rng)
+    size = (config.width, config.height)
+    look = draw_look(config.look, look_rng, renderer.quad, size, style)
+    camera = LookRenderer(look, renderer.quad, size)
 
     pressed = frame_roll([n for inst in midi.instruments for n in inst.notes], n_frames, fps)
     poses = hand_poses(midi, n_frames, fps)
@@ -230,25 +240,31 @@ def make_video(out_dir: Path, name: str, seed: int, config: SynthConfig = SynthC
 
     def frames():
         for k in range(n_frames):
-            if kind[k] == "play":
-                yield renderer.keyboard_frame(pressed[k], poses[k])
-            elif kind[k] == "cut":
-                yield renderer.talking_scene(k)
+            if kind[k] == "play" and look.reason != "no_keyboard":
+                frame, hands = renderer.keyboard_frame_and_hands(pressed[k], poses[k], look.needs_hands)
+                yield camera.playing(frame, pressed[k], hands)
+            elif kind[k] in ("cut", "play"):
+                yield camera.other(renderer.talking_scene(k))
             else:
-                yield renderer.text_card(title if kind[k] == "title" else ["Thanks for watching"], (40, 30, 30))
+                yield camera.other(renderer.text_card(title if kind[k] == "title" else ["Thanks for watching"],
+                                                      (40, 30, 30)))
 
     audio, audio_source = synthesize(midi, n_frames / fps, config.sample_rate, config.audio)
     audio = _silence_outside(audio, segments, fps, config.sample_rate)
     _write_mp4(out_dir / f"{name}.mp4", frames(), config, audio)
     midi.write(str(out_dir / f"{name}.mid"))
-    truth = _truth(name, seed, config, style, renderer, segments, kind, audio_source, midi)
+    truth = _truth(name, seed, config, style, camera.truth_quad(renderer.quad), segments, kind, audio_source, midi)
+    truth["keyboard"].update(look=look.name, style=look.name, orientation=look.orientation,
+                             full_keyboard=look.full_keyboard, n_keys=look.n_keys, lowest_midi=look.lowest_midi,
+                             reason=look.reason)
+    truth["keyboard"]["clipped_left"], truth["keyboard"]["clipped_right"] = clipped_ends(
+        np.array(truth["keyboard"]["quad"]), size)
     truth_path = out_dir / f"{name}.json"
     truth_path.write_text(json.dumps(truth, indent=1) + "\n")
     return truth_path
 
 
-def _truth(name, seed, config, style, renderer, segments, kind, audio_source, midi) -> dict:
-    quad = renderer.quad
+def _truth(name, seed, config, style, quad, segments, kind, audio_source, midi) -> dict:
     return {
         "format": TRUTH_FORMAT,
         "name": name,
@@ -259,7 +275,7 @@ def _truth(name, seed, config, style, renderer, segments, kind, audio_source, mi
         "midi": {"file": f"{name}.mid", "n_notes": sum(len(i.notes) for i in midi.instruments),
                  "hands": [i.name for i in midi.instruments]},
         "keyboard": {
-            "quad": [[round(float(x), 2), round(float(y), 2)] for x, y in quad],  # TL, TR, BR, BL
+            "quad": [[round(float(x), 2), round(float(y), 2)] for x, y in quad],  # A0 back, C8 back, C8 front, A0 front
             "bbox": [int(np.floor(quad[:, 0].min())), int(np.floor(quad[:, 1].min())),
                      int(np.ceil(quad[:, 0].max())), int(np.ceil(quad[:, 1].max()))],
             "n_keys": 88, "lowest_midi": LOWEST_MIDI,
