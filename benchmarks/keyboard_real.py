@@ -117,9 +117,13 @@ def main() -> None:
     parser.add_argument("frames_dir", type=Path)
     parser.add_argument("annotations", type=Path, nargs="?", default=DEFAULT_ANNOTATIONS)
     parser.add_argument("--show", type=Path, help="write each frame with both quads drawn here")
+    parser.add_argument("--json", type=Path, help="write the per-frame results here")
     args = parser.parse_args()
     annotations = json.loads(args.annotations.read_text())["frames"]
-    report(run(args.frames_dir, annotations, args.show))
+    results = run(args.frames_dir, annotations, args.show)
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
 
 
 if __name__ == "__main__":

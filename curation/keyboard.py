@@ -32,7 +32,8 @@ from the black keys, which are the one thing every keyboard shows whatever its l
    its white keys, or lie outside the frame by at most
    CLIP_MAX_WHITE white keys (reported as `clipped_left` / `clipped_right`); a keyboard
    seen only in part (61/76 keys, a crop) is `partial_keyboard`.
-Per video, the fits of the sampled frames are clustered (a camera that moves gives two
+Per video, a keyboard seen in part in four times as many frames as it was seen whole is
+partial; otherwise the fits of the sampled frames are clustered (a camera that moves gives two
 clusters: the larger wins), their corners' median is taken, and the keyboard is refitted
 on the per-pixel median of those frames (hands move, the keyboard does not).
 """
@@ -50,6 +51,7 @@ from curation.threads import thread_decoder
 
 WORK_WIDTH = 960  # frames are downscaled to this width for the search
 MIN_BLACK_MATCHED = 14  # of 36: hands may hide half the keys in a frame
+MIN_BLACK_PARTIAL = 12  # matched in a frame that is not a full 88: a keyboard in part
 MIN_MATCHED_SHARE = 0.45  # of the black keys inside the frame
 MIN_BLACK_STRONG = 24  # with this many matched, an end's black keys may be hidden (by a hand)
 END_KEYS = 5  # each end must show 2 of its 5 outermost black keys: an octave-periodic pattern could slide
@@ -435,7 +437,8 @@ def _clipped(homography: np.ndarray, front: float, size: tuple[int, int]) -> tup
 
 def _end_whites(gray: np.ndarray, homography: np.ndarray) -> list[bool | None]:
     """Per end (A0, C8): do its white keys (A0 B0, B7 C8) look like the white keys a few
-    keys inward, and reach a third of the middle's white? None when the end is outside
+    keys inward (which must look white themselves), and reach a third of the middle's
+    white? None when the end is outside
     the frame. A 61- or 76-key keyboard fitted as an 88 puts these on the body; mostly
     compared with their neighbours, because light falls off smoothly towards the ends."""
     v = np.linspace(1.15, 1.45, 4)
@@ -448,8 +451,8 @@ def _end_whites(gray: np.ndarray, homography: np.ndarray) -> list[bool | None]:
         if np.isfinite(values[0]).mean() < 0.5 or not np.isfinite(values[1]).any():
             answers.append(None)
         else:
-            level = float(np.nanmedian(values[0]))
-            answers.append(level >= 0.5 * float(np.nanmedian(values[1])) and level >= 0.35 * white)
+            level, inward_level = float(np.nanmedian(values[0])), float(np.nanmedian(values[1]))
+            answers.append(level >= 0.5 * inward_level and level >= 0.35 * white and inward_level >= 0.3 * white)
     return answers
 
 
@@ -610,7 +613,9 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
     low_end = len(matched_keys & set(range(END_KEYS))) >= 2 or (strong and whites[0] is True)
     high_end = len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK))) >= 2 or (strong and whites[1] is True)
     why = ""
-    if matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
+    if orientation == "flipped":  # the far side and mirrored at once: in practice, the wrong side of a row
+        why = "black keys on the player's side with A0 on the left (a flipped video?)"
+    elif matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
         why = f"{matched} of {visible} visible black keys matched"
     elif extra > max(3, 0.3 * matched):
         why = f"{extra} key-like blobs that an 88-key keyboard does not explain"
@@ -620,7 +625,7 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
         why = f"{max(clipped):.1f} white keys of an end outside the frame"
     elif False in whites:
         why = "no white keys at an end (fewer than 88 keys?)"
-    if why and n_seen < 12:
+    if why and matched < MIN_BLACK_PARTIAL:  # a row of text or stripes, not a keyboard
         return None
     return KeyboardFit(quad=quad, score=0.0 if why else score, matched=matched, orientation=orientation,
                        clipped=clipped, full=not why, keys_seen=int(round(n_seen * 88 / 36)), why=why, angle=angle)
@@ -692,7 +697,9 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
             fitted.append(index)
         elif fit is not None:
             partial.append(fit)
-    if not fits and len(partial) >= max(1, 0.2 * len(frames)):  # a crop shows in most frames, noise does not
+    # A crop shows in most frames, noise does not; a full fit in a few frames of many
+    # partial ones is a fluke (a hand or the light making a 76-key keyboard look whole).
+    if (not fits and len(partial) >= max(1, 0.2 * len(frames))) or len(partial) >= 4 * max(1, len(fits)):
         seen = int(np.median([p.keys_seen for p in partial]))
         raise KeyboardNotFound("partial_keyboard", f"{label}: a keyboard of about {seen} keys seen in {len(partial)} of "
                                                    f"{len(frames)} sampled frames, but never a full 88-key keyboard "
