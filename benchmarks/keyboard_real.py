@@ -17,7 +17,10 @@ Prints per frame the outcome, then the goals: >= 90 % of real full-keyboard fram
 (full + clipped, rendered ones apart) located at IoU >= 0.90, with the median corner
 error in pixels; frames without a full keyboard accepted <= 5 %. Rendered keyboards are
 reported on their own line (the locator is not asked to accept or refuse them).
---show writes each frame with the found (green) and annotated (red) quads.
+Where a frame has a `second_opinion` (a second, faster annotation pass), the frames on
+which the two passes disagree about full or not are counted, and the scores are also
+printed without them. --show writes each frame with the found (green) and annotated
+(red) quads; --json the per-frame results.
 """
 
 from __future__ import annotations
@@ -104,6 +107,16 @@ def report(results: list[dict]) -> None:
         share = len(accepted) / len(others)
         print(f"frames without a full keyboard accepted: {len(accepted)}/{len(others)} = {share:.1%} "
               f"(goal <= 5 %: {'met' if share <= 0.05 else 'NOT met'})")
+    disputed = [r for r in real if r.get("second_opinion")
+                and (r["second_opinion"]["category"] in FULL) != (r["category"] in FULL)]
+    if disputed:
+        keep = [r for r in real if r not in disputed]
+        full_kept = [r for r in keep if r["category"] in FULL]
+        others_kept = [r for r in keep if r["category"] in NOT_FULL]
+        located = sum(r["iou"] is not None and r["iou"] >= 0.90 for r in full_kept) / max(1, len(full_kept))
+        accepted = sum(r["found"] is not None for r in others_kept) / max(1, len(others_kept))
+        print(f"the two annotation passes disagree on full or not for {len(disputed)} frames; without them: "
+              f"located {located:.1%} of {len(full_kept)}, accepted {accepted:.1%} of {len(others_kept)}")
     if borderline:
         print(f"borderline (an end cut by about one white key; not scored): "
               f"{sum(r['found'] is not None for r in borderline)}/{len(borderline)} accepted")

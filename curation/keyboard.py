@@ -408,9 +408,9 @@ def _front_edge(gray: np.ndarray, homography: np.ndarray) -> float:
     v = np.arange(1.05, 2.3, 0.01)
     m = _white_centres()[::2]
     values = _sample(gray, homography, m[None, :].repeat(len(v), 0), v[:, None].repeat(len(m), 1))
-    profile = np.nanmedian(np.where(np.isnan(values), np.nan, values), axis=1) if np.isfinite(values).any() else None
-    if profile is None or np.isnan(profile).any():
+    if np.isnan(values).all(axis=1).any():  # part of the scan outside the frame
         return FRONT
+    profile = np.nanmedian(values, axis=1)
     profile = np.convolve(profile, np.ones(5) / 5, "same")
     white = float(np.median(profile[(v > 1.08) & (v < 1.3)]))
     drop = profile[:-6] - profile[6:]  # brightness lost over 0.06 black-key lengths

@@ -26,14 +26,21 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     cut.add_argument("--cut", dest="cut", action="store_true", default=None, help="always cut to a talking scene mid-video")
     cut.add_argument("--no-cut", dest="cut", action="store_false", help="never cut mid-video")
     p.add_argument("--no-hands", dest="hands", action="store_false", help="draw no hands over the keys")
+    p.add_argument("--look", default="studio", help="the conditions of real footage to draw: a family or negative "
+                   "of curation/synth_looks.py (studio, concert_grand, digital, oblique, upright_wood, overlay, "
+                   "keys61, keys76, cropped, empty; default studio)")
     p.set_defaults(run=_run_synth)
 
 
 def _run_synth(args: argparse.Namespace) -> int:
     from curation.synthetic import SynthConfig, make_videos
 
-    config = SynthConfig(seconds=args.seconds, width=args.width, height=args.height, fps=args.fps,
-                         audio=args.audio, cut=args.cut, hands=args.hands)
+    try:
+        config = SynthConfig(seconds=args.seconds, width=args.width, height=args.height, fps=args.fps,
+                             audio=args.audio, cut=args.cut, hands=args.hands, look=args.look)
+    except ValueError as error:
+        print(f"synth: {error}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     with tqdm(total=args.n, desc="synth", unit="video") as bar:
         paths = make_videos(args.out_dir, args.n, args.seed, config, progress=lambda name: bar.update(1))

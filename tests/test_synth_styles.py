@@ -180,3 +180,17 @@ def test_hd_sizes_render(tmp_path, monkeypatch, size):
                                                                      "look": "concert_grand"})).read_text())
     assert frames[0].shape == (size[1], size[0], 3) and len(frames) == truth["video"]["n_frames"]
     assert np.ptp(np.array(truth["keyboard"]["quad"])[:, 0]) > 0.95 * size[0]
+
+
+def test_cli_synth_draws_the_look_asked_for_and_names_the_known_ones(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "synth", str(tmp_path), "--n", "1", "--seconds", "3",
+                             "--width", "640", "--height", "360", "--look", "digital"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    truth = json.loads((tmp_path / "synth-0-000.json").read_text())
+    assert truth["keyboard"]["look"] == "digital"
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "synth", str(tmp_path), "--look", "nope"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown look 'nope'" in result.stderr and "concert_grand" in result.stderr
