@@ -613,8 +613,11 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
     low_end = len(matched_keys & set(range(END_KEYS))) >= 2 or (strong and whites[0] is True)
     high_end = len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK))) >= 2 or (strong and whites[1] is True)
     why = ""
-    if orientation == "flipped":  # the far side and mirrored at once: in practice, the wrong side of a row
-        why = "black keys on the player's side with A0 on the left (a flipped video?)"
+    ends_seen = min(len(matched_keys & set(range(END_KEYS))), len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK))))
+    if orientation == "flipped" and (matched < MIN_BLACK_STRONG or ends_seen < 2):
+        # the far side and mirrored at once: rare, and the answer of a key-like row (an open
+        # upright's hammers) read from the wrong side, so it needs the strongest evidence
+        why = "black keys on the player's side with A0 on the left, on weak evidence (a flipped video?)"
     elif matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
         why = f"{matched} of {visible} visible black keys matched"
     elif extra > max(3, 0.3 * matched):
