@@ -51,7 +51,7 @@ from curation.threads import thread_decoder
 
 WORK_WIDTH = 960  # frames are downscaled to this width for the search
 MIN_BLACK_MATCHED = 14  # of 36: hands may hide half the keys in a frame
-MIN_BLACK_PARTIAL = 12  # matched in a frame that is not a full 88: a keyboard in part
+MIN_BLACK_PARTIAL = 16  # matched in a frame that is not a full 88: a keyboard in part
 MIN_MATCHED_SHARE = 0.45  # of the black keys inside the frame
 MIN_BLACK_STRONG = 24  # with this many matched, an end's black keys may be hidden (by a hand)
 END_KEYS = 5  # each end must show 2 of its 5 outermost black keys: an octave-periodic pattern could slide
