@@ -298,7 +298,7 @@ def fit_row(t: np.ndarray) -> list[RowFit]:
         votes = np.bincount(flat, minlength=len(scales) * n_bins).reshape(len(scales), n_bins).astype(float)
         kernel = np.ones(3)
         votes = np.apply_along_axis(lambda v: np.convolve(v, kernel, "same"), 1, votes) if n_bins > 3 else votes
-        top = np.argsort(votes.ravel())[::-1][:24]
+        top = np.argsort(votes.ravel())[::-1][:12]
         for flat_index in top:
             si, bi = divmod(int(flat_index), n_bins)
             fit = _score_row(ts, order, scales[si], lo + (bi + 0.5) * bin_width, direction, model)
@@ -311,6 +311,16 @@ def fit_row(t: np.ndarray) -> list[RowFit]:
 
 def _row_cost(fit: RowFit) -> tuple[float, int]:
     return (len(fit.keys) - 0.5 * fit.extra, -fit.extra)
+
+
+def _closest_per_key(nearest: np.ndarray, error: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Mask of the blobs kept: of those within tolerance (`ok`), the closest to each key."""
+    order = np.lexsort((error, nearest))
+    order = order[ok[order]]
+    _, first = np.unique(nearest[order], return_index=True)
+    keep = np.zeros(len(nearest), bool)
+    keep[order[first]] = True
+    return keep
 
 
 def _score_row(ts: np.ndarray, order: np.ndarray, scale: float, offset: float, direction: int,
@@ -329,10 +339,7 @@ def _score_row(ts: np.ndarray, order: np.ndarray, scale: float, offset: float, d
         ok = error < 0.25
         if ok.sum() < 4:
             return None
-        keep = np.zeros(len(ts), bool)
-        for k in np.unique(nearest[ok]):  # one blob per key: the closest
-            candidates = np.flatnonzero(ok & (nearest == k))
-            keep[candidates[error[candidates].argmin()]] = True
+        keep = _closest_per_key(nearest, error, ok)
         fit = np.polyfit(model[nearest[keep]], ts[keep], 2 if keep.sum() >= 10 else 1)
         if len(fit) == 2 and np.sign(fit[0]) != direction:
             return None
@@ -588,12 +595,8 @@ def _match_through(homography: np.ndarray, centres: np.ndarray) -> tuple[np.ndar
     nearest = np.abs(position[:, 0, None] - model[None, :]).argmin(axis=1)
     error = np.abs(position[:, 0] - model[nearest])
     ok = (error < 0.35) & (np.abs(position[:, 1] - 0.5) < 0.5)
-    keys, members = [], []
-    for k in np.unique(nearest[ok]):
-        candidates = np.flatnonzero(ok & (nearest == k))
-        keys.append(int(k))
-        members.append(int(candidates[error[candidates].argmin()]))
-    return np.array(keys, int), np.array(members, int)
+    members = np.flatnonzero(_closest_per_key(nearest, error, ok))
+    return nearest[members], members
 
 
 def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int], extra: int, residual: float,
