@@ -53,6 +53,17 @@ def synth_no_hands(tmp_path_factory) -> SynthVideo:
     return SynthVideo(make_video(out, "nohands", seed=5, config=SynthConfig(seconds=6, hands=False, cut=False)))
 
 
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 25) -> None:
+    """An H.264 mp4 of BGR frames (no audio)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        container.mux(stream.encode(None))
+
+
 # --- the end-to-end build, shared by the build and audit tests -------------------------------
 GOOD = {"vid-a": ("train", 31), "vid-b": ("train", 32), "vid-c": ("test", 33)}
 

@@ -10,6 +10,7 @@ import numpy as np
 from curation.audio import load_audio
 from curation.frames import FrameConfig, decode_at_fps, frame_pass, frame_rms, reference_crop, silent_frames
 from curation.keyboard import locate_in_frames, sample_frames
+from tests.conftest import write_video
 
 
 def _pass(video, config=FrameConfig(), **kw):
@@ -80,18 +81,6 @@ def test_one_decoding_thread_gives_the_same_frames_as_ffmpegs_default(synth_no_h
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(single, default))
 
 
-def _encode(path, frames, fps=25):
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
-        container.mux(stream.encode(None))
-
-
 def test_no_keyboard_holds_under_light_drift_and_a_camera_that_moves_once(synth_720p, tmp_path):
     """The light fades to 55 % over the video and the camera moves once, 60 % of the way
     in: the keyboard is located in the larger part, the frames after the move are dropped
@@ -108,7 +97,7 @@ def test_no_keyboard_holds_under_light_drift_and_a_camera_that_moves_once(synth_
             frame = cv2.warpAffine(frame, shift, frame.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
         drifted.append(frame)
     video = tmp_path / "drift.mp4"
-    _encode(video, drifted)
+    write_video(video, drifted)
     sampled, _ = sample_frames(video)
     location = locate_in_frames(sampled)
     config = FrameConfig()

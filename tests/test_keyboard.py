@@ -14,6 +14,7 @@ import pytest
 
 from curation.keyboard import KeyboardNotFound, locate, locate_in_frames, manifest_crop_location, quad_iou
 from curation.synthetic import SynthConfig, make_video
+from tests.conftest import write_video
 
 
 def test_locate_finds_the_truth_quad_through_hands_title_and_cut(synth_720p):
@@ -45,19 +46,9 @@ def test_a_cropped_keyboard_is_partial_not_a_guess(synth_720p):
     assert caught.value.reason == "partial_keyboard"
 
 
-def _write_video(path, frames, fps=25):
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
-        container.mux(stream.encode(None))
-
-
 def test_bad_inputs_get_a_clear_failure_naming_the_file(tmp_path):
     rng = np.random.default_rng(0)
-    _write_video(tmp_path / "nokeys.mp4", [rng.integers(0, 255, (180, 320, 3), np.uint8) for _ in range(30)])
+    write_video(tmp_path / "nokeys.mp4", [rng.integers(0, 255, (180, 320, 3), np.uint8) for _ in range(30)])
     (tmp_path / "corrupt.mp4").write_bytes(rng.integers(0, 255, 5000, np.uint8).tobytes())
     (tmp_path / "empty.mp4").write_bytes(b"")
     with wave.open(str(tmp_path / "audio.wav"), "wb") as w:
