@@ -57,7 +57,6 @@ MIN_BLACK_STRONG = 24  # with this many matched, an end's black keys may be hidd
 END_KEYS = 5  # each end must show 2 of its 5 outermost black keys: an octave-periodic pattern could slide
 CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (Paul Barton framing)
 FRONT = 1 / BLACK_LENGTH  # the white keys' front in black-key lengths from the back
-ORIENTATIONS = ("normal", "rotated", "mirrored", "flipped")
 
 
 class KeyboardNotFound(Exception):
@@ -140,8 +139,8 @@ def dark_key_mask(gray: np.ndarray, width: int | None = None) -> tuple[np.ndarra
         & (closed > 0.45 * local_max) & (closed > 40)
     mask = mask.astype(np.uint8)
     # The 1-2 px gaps between white keys are not black keys; a highlight across a glossy
-    # black key must not cut it in two.
-    # Thin horizontal bridges (the shadowed back of the white keys) must not join two.
+    # black key must not cut it in two; thin horizontal bridges (the shadowed back of the
+    # white keys) must not join two.
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, 3), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((max(3, int(0.02 * width)) | 1, 1), np.uint8))
     return cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(5, int(0.012 * width)) | 1, 1), np.uint8)), tall
@@ -158,9 +157,11 @@ def key_blobs(mask: np.ndarray, beside: np.ndarray) -> Blobs:
             & (h >= 6) & (h <= 0.4 * mask.shape[0]) & (area >= 0.4 * w * h))
     rows = []
     for i in np.flatnonzero(keep):
-        box = _lit_rows(labels, beside, i + 1, (x[i], y[i], w[i], h[i]))
-        bx, by, bw, bh = box
-        pixels = labels[by:by + bh, bx:bx + bw] == i + 1
+        bx, bw = int(x[i]), int(w[i])
+        pixels = labels[y[i]:y[i] + h[i], bx:bx + bw] == i + 1
+        start, bh = _lit_rows(pixels, beside[y[i]:y[i] + h[i], bx:bx + bw])
+        pixels = pixels[start:start + bh]
+        by = int(y[i]) + start
         count = int(pixels.sum())
         if bh < 6 or count == 0 or bh < 2.2 * count / bh:
             continue
@@ -171,21 +172,19 @@ def key_blobs(mask: np.ndarray, beside: np.ndarray) -> Blobs:
                  box=table[:, 4:8].astype(np.int64), label=table[:, 8].astype(np.int64), labels=labels, beside=beside)
 
 
-def _lit_rows(labels: np.ndarray, beside: np.ndarray, label: int, box) -> tuple[int, int, int, int]:
-    """The blob's box cut to its longest run of rows whose white level beside is at least
-    half the blob's brightest."""
-    x, y, w, h = (int(v) for v in box)
-    pixels = labels[y:y + h, x:x + w] == label
-    level = np.where(pixels, beside[y:y + h, x:x + w], 0).max(axis=1).astype(float)
+def _lit_rows(pixels: np.ndarray, beside: np.ndarray) -> tuple[int, int]:
+    """First row and length of the blob's longest run of rows whose white level beside
+    is at least half the blob's brightest (`pixels`: the blob in its box)."""
+    level = np.where(pixels, beside, 0).max(axis=1).astype(float)
     good = level >= 0.5 * np.percentile(level, 90)  # a lid's shadow dims less
     if good.all():
-        return x, y, w, h
+        return 0, len(good)
     best, run, best_start, start = 0, 0, 0, 0
     for r, ok in enumerate(good):
         run, start = (run + 1, start) if ok else (0, r + 1)
         if run > best:
             best, best_start = run, start
-    return x, y + best_start, w, best
+    return best_start, best
 
 
 def blob_rows(blobs: Blobs, max_rows: int = 3, seed: int = 0) -> list[np.ndarray]:
@@ -474,7 +473,7 @@ ANGLES = (0.0, 30.0, -30.0)  # the black-hat follows keys within about 15 degree
 def fit_keyboard(frame: np.ndarray, angles: tuple[float, ...] = ANGLES) -> KeyboardFit | None:
     """The keyboard in this frame (full or partial), or None when no keyboard is seen.
     The frame is searched as it is and, when no full keyboard shows, turned by each
-    further angle (a camera rotated by up to about 45 degrees)."""
+    further angle (measured to hold for a camera rotated by up to about 30 degrees)."""
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
     best: KeyboardFit | None = None
     for angle in angles:
@@ -546,29 +545,24 @@ def _fit_direction(turned: np.ndarray, blobs: Blobs, row: np.ndarray, gray: np.n
     backs, fronts = _blob_ends(blobs, row, front_down)
     centres = (backs + fronts) / 2
     keys, members = row_fit.keys, row_fit.blobs
-    homography = None
     for _ in range(3):
-        homography, used = _key_homography(_black_centres()[keys], backs[members], fronts[members], white_px)
+        homography, _ = _key_homography(_black_centres()[keys], backs[members], fronts[members], white_px)
         if homography is None:
             return None
         keys, members = _match_through(homography, centres)
     if len(keys) < 4:
         return None
-    homography, used = _key_homography(_black_centres()[keys], backs[members], fronts[members], white_px)
+    homography, residual = _key_homography(_black_centres()[keys], backs[members], fronts[members], white_px)
     if homography is None:
         return None
-    model = _black_centres()[keys]
-    keyboard_points = np.concatenate([np.column_stack([model, np.zeros(len(model))]),
-                                      np.column_stack([model, np.ones(len(model))])])
-    image_points = np.concatenate([backs[members], fronts[members]])
-    residual = float(np.abs(_to_image(homography, keyboard_points[used]) - image_points[used]).mean()) / white_px
     extra = len(row) - len(members)
     return _checked_fit(gray, to_frame @ homography, set(keys.tolist()), extra, residual, len(row), angle)
 
 
 def _key_homography(model: np.ndarray, backs: np.ndarray, fronts: np.ndarray, white_px: float):
     """Keyboard (key position, depth in black-key lengths) to image: RANSAC, then least
-    squares on its inliers (RANSAC's pick rests on 4 points)."""
+    squares on its inliers (RANSAC's pick rests on 4 points); and the inliers' mean
+    reprojection error in white keys."""
     keyboard_points = np.concatenate([np.column_stack([model, np.zeros(len(model))]),
                                       np.column_stack([model, np.ones(len(model))])])
     image_points = np.concatenate([backs, fronts])
@@ -581,7 +575,8 @@ def _key_homography(model: np.ndarray, backs: np.ndarray, fronts: np.ndarray, wh
     used = inliers.ravel().astype(bool)
     if used.sum() >= 8:
         homography = cv2.findHomography(keyboard_points[used], image_points[used], 0)[0]
-    return homography, used
+    residual = float(np.abs(_to_image(homography, keyboard_points[used]) - image_points[used]).mean()) / white_px
+    return homography, residual
 
 
 def _match_through(homography: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -611,13 +606,14 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
     visible = max(1, _visible_black(homography, size))
     score = min(1.0, matched / visible) * max(0.0, 1 - residual)
     whites = _end_whites(gray, homography)
+    low_seen = len(matched_keys & set(range(END_KEYS)))
+    high_seen = len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK)))
     # An end's black keys may be under a hand when the rest is clear and its white keys show.
     strong = matched >= MIN_BLACK_STRONG
-    low_end = len(matched_keys & set(range(END_KEYS))) >= 2 or (strong and whites[0] is True)
-    high_end = len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK))) >= 2 or (strong and whites[1] is True)
+    low_end = low_seen >= 2 or (strong and whites[0] is True)
+    high_end = high_seen >= 2 or (strong and whites[1] is True)
     why = ""
-    ends_seen = min(len(matched_keys & set(range(END_KEYS))), len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK))))
-    if orientation == "flipped" and (matched < MIN_BLACK_STRONG or ends_seen < 2):
+    if orientation == "flipped" and (not strong or min(low_seen, high_seen) < 2):
         # the far side and mirrored at once: rare, and the answer of a key-like row (an open
         # upright's hammers) read from the wrong side, so it needs the strongest evidence
         why = "black keys on the player's side with A0 on the left, on weak evidence (a flipped video?)"
@@ -719,14 +715,12 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
     quad = np.median(np.stack([f.quad for f in fits]), axis=0)
     if refit is not None and np.abs(refit.quad - quad).max() < 0.02 * small[0].shape[1]:
         quad = refit.quad
-    orientations = [f.orientation for f in fits]
-    orientation = max(set(orientations), key=orientations.count)
     quad = quad / scale
     # Full confidence needs agreement of at least 3 frames.
     score = float(np.median([f.score for f in fits])) * min(1.0, len(fits) / 3)
     location = location_from_quad(quad, score, len(fits), len(frames))
     location.fitted = fitted
-    location.orientation = orientation
+    location.orientation = _orientation(quad[1] - quad[0], quad[3] - quad[0])  # the group's fits share it
     location.clipped_left, location.clipped_right = _clipped_quad(quad, (width, height))
     return location
 
