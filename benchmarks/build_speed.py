@@ -3,7 +3,7 @@
 Prints seconds of video per wall second for the whole `pianocorpus build` (Ray start-up
 included) on 2 CPUs (goal >= 5x real time), the same build pinned to 1 core and the
 2-vs-1 speed-up (goal >= 1.6x) beside its anchor: the same per-video work (fetch, locate,
-frame pass, audio; `pipelines.stages.process_video`) without Ray, in one process pinned to
+frame pass, audio; `curation.video.process_video`) without Ray, in one process pinned to
 one core vs two processes pinned to a core each: what this machine gives that work, and
 so the most the build could reach; and the peak RSS of the build's whole process tree (driver and
 Ray workers) for 2 and for 8 videos (goal: flat in the number of videos). Timings are the best of
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import psutil
 
-from curation.synthetic import SynthConfig, make_video
 from manifests.loader import load_manifest
+from synth.video import SynthConfig, make_video
 
 
 def run_build(manifest: Path, out: Path, cpus: int) -> tuple[float, float]:
@@ -58,13 +58,13 @@ def run_build(manifest: Path, out: Path, cpus: int) -> tuple[float, float]:
 
 
 def _process_pinned(manifest: Path, every: int, first: int, core: int, out: Path) -> None:
-    from pipelines.build import BuildConfig
-    from pipelines.stages import process_video
+    from contract.config import BuildConfig
+    from curation.video import process_video
 
     os.sched_setaffinity(0, {core})
     config = BuildConfig(out=out)
     for row in load_manifest(manifest).rows[first::every]:
-        process_video(row, config.work, config.out, config.fetch_options(), config.settings)
+        process_video(row, config.layout, config.fetch_options(), config.settings)
 
 
 def plain_speedup(manifest: Path, tmp: Path) -> tuple[float, float]:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import av
 
-from curation.frames import FrameConfig, frame_pass, reference_crop
+from contract.config import FrameConfig
+from curation.frames import frame_pass, reference_crop
 from curation.keyboard import locate_in_frames, sample_frames
-from curation.synthetic import SynthConfig, make_video
+from synth.video import SynthConfig, make_video
 
 
 def pure_decode(path: Path) -> int:

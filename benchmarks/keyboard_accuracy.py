@@ -1,6 +1,6 @@
 """Keyboard location and frame filtering per style family, on seeds tuning never used.
 
-Each family of curation/synth_looks.py (tuning: studio, concert_grand, digital, oblique;
+Each family of synth/looks.py (tuning: studio, concert_grand, digital, oblique;
 HELD OUT: upright_wood and overlay, never to be run while tuning the locator) is rendered
 at 1280x720 and 1920x1080 alternately, with hands and a cut in about half. Seeds: video i
 of family f (its index in FAMILIES) has seed SEED + 100 f + i, SEED = 7000 for measuring;
@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.config import FrameConfig
 from curation.audio import load_audio
-from curation.frames import FrameConfig, frame_pass, frame_rms, reference_crop, silent_frames
+from curation.frames import frame_pass, frame_rms, reference_crop, silent_frames
 from curation.keyboard import KeyboardNotFound, locate_in_frames, quad_iou, sample_frames
-from curation.synth_looks import FAMILIES, HELD_OUT, LOOKS, NEGATIVES, TUNING
-from curation.synthetic import SynthConfig, make_video
+from synth.looks import FAMILIES, HELD_OUT, LOOKS, NEGATIVES, TUNING
+from synth.video import SynthConfig, make_video
 
 SIZES = ((1280, 720), (1920, 1080))
 MEASURE_SEED, TUNING_SEED = 7000, 100

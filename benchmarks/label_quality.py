@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 
-from curation.synth_audio import fluidsynth_ready
-from curation.synthetic import performance_audio
 from labeling.basic_pitch_backend import BasicPitchTranscriber
 from labeling.metrics import frame_scores, onset_scores
 from labeling.rolls import rolls_for_frames
 from labeling.transcribers import make_transcriber
+from synth.audio import fluidsynth_ready
+from synth.video import performance_audio
 
 FPS = 25
 BASIC_PITCH_DEFAULTS = {"onset_threshold": 0.5, "frame_threshold": 0.3, "min_note_ms": 127.7, "melodia_trick": True,

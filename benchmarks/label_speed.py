@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from curation.audio import load_audio
-from curation.synthetic import performance_audio
 from labeling.basic_pitch_backend import _import_basic_pitch, onnx_model_path
 from labeling.transcribers import make_transcriber
+from synth.video import performance_audio
 
 
 def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:

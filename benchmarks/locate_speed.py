@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 
 from curation.keyboard import locate, sample_frames
-from curation.synthetic import SynthConfig, make_video
+from synth.video import SynthConfig, make_video
 
 
 def long_video(folder: Path, minutes: float) -> Path:

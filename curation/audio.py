@@ -7,6 +7,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from contract.atomic import atomic_path
+
 
 class NoAudioError(ValueError):
     """The file has no audio stream (or it cannot be decoded); the message names the file."""
@@ -36,12 +38,7 @@ def load_audio(path: str | Path, sample_rate: int | None = None) -> tuple[np.nda
 
 def write_flac(path: str | Path, audio: np.ndarray, rate: int) -> None:
     """Mono 16-bit FLAC, written to a temporary name and renamed (never half-written)."""
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    with av.open(str(part), "w", format="flac") as container:
+    with atomic_path(Path(path)) as part, av.open(str(part), "w", format="flac") as container:
         stream = container.add_stream("flac", rate=rate, layout="mono")
         pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
         for start in range(0, len(pcm), 1 << 16):
@@ -49,4 +46,3 @@ def write_flac(path: str | Path, audio: np.ndarray, rate: int) -> None:
             frame.sample_rate, frame.pts = rate, start
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    os.replace(part, path)

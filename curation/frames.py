@@ -27,25 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from contract.config import FrameConfig
+from contract.threads import thread_decoder
+from contract.vocab import NO_KEYBOARD, OUTSIDE_RANGE, SILENT
 from curation.rectify import rectification_matrix
-from curation.threads import thread_decoder
-
-DROP_REASONS = ("outside_range", "no_keyboard", "silent")
-
-
-@dataclass(frozen=True)
-class FrameConfig:
-    fps: float = 25.0
-    crop_width: int = 900  # Audeo's network input is 900 x 100 (W x H)
-    crop_height: int = 100
-    jpeg_quality: int = 90
-    keyboard_similarity: float = 0.5
-    silence_db: float = -50.0
-    silence_floor: float = 1e-4  # absolute RMS below which a frame is always silent
-    edge_margin_s: float = 0.5
-    rest_max_s: float = 3.0
-    rest_margin_s: float = 0.5
-    batch_frames: int = 256  # frames per yielded batch
 
 
 @dataclass(frozen=True)
@@ -159,11 +144,11 @@ def frame_pass(path: str | Path, quad, reference: np.ndarray, config: FrameConfi
         reason = None
         similarity = float(black_key_profile(crop) @ reference_profile)
         if (start_s is not None and t < start_s) or (end_s is not None and t >= end_s):
-            reason = "outside_range"
+            reason = OUTSIDE_RANGE
         elif similarity < config.keyboard_similarity:
-            reason = "no_keyboard"
+            reason = NO_KEYBOARD
         elif silent is not None and k < len(silent) and silent[k]:
-            reason = "silent"
+            reason = SILENT
         jpeg = cv2.imencode(".jpg", crop, encode)[1].tobytes() if reason is None else None
         batch.append(FrameRecord(frame=k, t=round(t, 6), kept=reason is None, drop_reason=reason, jpeg=jpeg,
                                  keyboard_similarity=round(similarity, 4)))

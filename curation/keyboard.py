@@ -46,8 +46,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from curation.piano import BLACK_LENGTH, N_BLACK, N_WHITE, key_layout
-from curation.threads import thread_decoder
+from contract.piano import BLACK_LENGTH, N_BLACK, N_WHITE, key_layout
+from contract.threads import thread_decoder
+from contract.vocab import Failure
 
 WORK_WIDTH = 960  # frames are downscaled to this width for the search
 MIN_BLACK_MATCHED = 14  # of 36: hands may hide half the keys in a frame
@@ -59,12 +60,13 @@ CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (P
 FRONT = 1 / BLACK_LENGTH  # the white keys' front in black-key lengths from the back
 
 
-class KeyboardNotFound(Exception):
-    """`reason` is no_keyboard or partial_keyboard; the message says what was seen."""
+class KeyboardNotFound(Failure):
+    """A video's failure of class no_keyboard or partial_keyboard (`reason`); the message
+    says what was seen."""
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+    @property
+    def reason(self) -> str:
+        return self.error_class
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,6 @@ class MediaInfo:
     audio_rate: int | None = None
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ProbeError(ValueError):
     """The file is not media we can read; the message names the file."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.threads import thread_budget
+from contract.threads import thread_budget
 from labeling.events import NoteEvent, Transcription, check_audio, keep_piano_range, resample
 
 RATE = 22050
@@ -43,7 +43,10 @@ HOP = WINDOW - OVERLAP
 # 0.819 / 0.765). Held-out figures come from benchmarks/label_quality.py.
 PIANO_PARAMS = {"onset_threshold": 0.55, "frame_threshold": 0.2, "min_note_ms": 40.0, "melodia_trick": False,
                 "infer_onsets": False, "energy_tolerance": 11, "harmonic_ratio": 0.6}
-HARMONIC_INTERVALS = (12, 19)  # semitones above the fundamental of the 2nd and 3rd harmonics
+HARMONIC_INTERVALS = (12, 19)
+# The version of our post-processing above (stitching to the audio's end, the piano range,
+# harmonic suppression): part of the label version; bump it when it changes the notes.
+LOGIC = "basic-pitch-post/1"  # semitones above the fundamental of the 2nd and 3rd harmonics
 
 
 def _import_basic_pitch():

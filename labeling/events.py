@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curation.piano import HIGHEST_MIDI, LOWEST_MIDI
+from contract.piano import HIGHEST_MIDI, LOWEST_MIDI
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pretty_midi
 
+from contract.atomic import atomic_write
 from labeling.events import NoteEvent
 
 
@@ -17,8 +18,7 @@ def write_midi(notes: list[NoteEvent], path: Path, pedal: list[tuple[float, floa
     for down, up in pedal:
         piano.control_changes += [pretty_midi.ControlChange(64, 127, down), pretty_midi.ControlChange(64, 0, up)]
     midi.instruments.append(piano)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    midi.write(str(path))
+    atomic_write(Path(path), lambda part: midi.write(str(part)))
 
 
 def read_midi(path: Path) -> list[NoteEvent]:

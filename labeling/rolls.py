@@ -25,8 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.piano import LOWEST_MIDI, N_KEYS
+from contract.piano import LOWEST_MIDI, N_KEYS
 
+# The version of the convention above and of the sustain rule below: part of every label
+# version (labeling/transcribers.py), so bump it when either changes what the rolls hold.
+ROLLS_LOGIC = "rolls/1 sustain/1"
 _EPS = 1e-6  # seconds*fps products are rounded to this before floor/ceil
 
 

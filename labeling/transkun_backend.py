@@ -17,6 +17,9 @@ from labeling.events import NoteEvent, Transcription, check_audio, keep_piano_ra
 
 SUSTAIN = -64
 LABEL_PARAMS = {"segment_s": None, "hop_s": None}  # None: the model conf's 16 s / 8 s
+# The version of our handling of its events (pedal apart, piano range, velocity clip):
+# part of the label version; bump it when it changes the notes.
+LOGIC = "transkun-events/1"
 
 
 def pretrained_dir() -> Path:

@@ -69,6 +69,15 @@ class Manifest:
     def __iter__(self):
         return iter(self.rows)
 
+    def summary(self) -> str:
+        """`PATH: ok, N videos (n train, ...)[; k without URL]`, as `manifest check` prints it."""
+        splits: dict[str, int] = {}
+        for row in self.rows:
+            splits[row.split] = splits.get(row.split, 0) + 1
+        no_url = sum(row.url is None for row in self.rows)
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(splits.items()))
+        return f"{self.path}: ok, {len(self)} videos ({detail})" + (f"; {no_url} without URL" if no_url else "")
+
 
 class ManifestError(ValueError):
     """All problems found in one manifest, each `FILE:LINE: column: what is wrong`."""

@@ -11,6 +11,7 @@ import csv
 import sys
 from pathlib import Path
 
+from manifests.loader import load_manifest
 from manifests.schema import COLUMNS
 
 SHIPPED_DIR = Path(__file__).resolve().parent
@@ -90,7 +91,9 @@ def read_official_pianoyt(path: Path) -> dict[str, dict]:
 
 
 def import_pianoyt(official_csv: Path, out: Path, base: Path = SHIPPED_DIR / "pianoyt.csv") -> int:
-    """Writes the shipped PianoYT manifest with the official URLs, splits and crops merged in."""
+    """Writes the shipped PianoYT manifest with the official URLs, splits and crops merged
+    in, and checks that the result validates (a ManifestError names each bad row)."""
+
     official = read_official_pianoyt(official_csv)
     with base.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -109,6 +112,7 @@ def import_pianoyt(official_csv: Path, out: Path, base: Path = SHIPPED_DIR / "pi
             _set_pianoyt_crop(row, extra["crop"])
             rows.append(row)
     write_manifest_csv(rows, out)
+    load_manifest(out)
     return len(rows)
 
 

@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from contract.layout import CorpusLayout
+from contract.meta import corpus_label_version, corpus_meta, corpus_splits
+from contract.records import video_totals
 from curation.probe import probe
 from labeling.metrics import frame_scores, onset_scores
 from labeling.midi import read_midi
-from pipelines.corpus import corpus_label_version, corpus_meta, corpus_splits, video_totals
 
 # Published sizes of the sets we mirror (Audeo, NeurIPS 2020: 25 fps).
 PUBLISHED = {"audeo": {"train": {"videos": 24, "minutes": 115.0, "frames": 172_404},
@@ -119,8 +121,8 @@ class LabelTally:
 
 
 def _parts(corpus: Path, split: str, version: str) -> list[tuple[Path, Path]]:
-    frames = sorted((corpus / "frames" / split).glob("part-*.parquet"))
-    return [(f, corpus / "labels" / version / split / f.name) for f in frames]
+    layout = CorpusLayout(corpus)
+    return [(f, layout.label_part(version, split, f)) for f in layout.frame_parts(split)]
 
 
 def _part_tables(frames_path: Path, labels_path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -146,7 +148,7 @@ def label_figures(corpus: Path, videos: pd.DataFrame, version: str) -> tuple[dic
             if len(kept):
                 tally.add_frames(np.stack(kept.frame_roll.to_numpy()).astype(bool))
         for row in ok[ok.split == split].itertuples():
-            midi = corpus / "labels" / version / "midi" / f"{row.video_id}.mid"
+            midi = CorpusLayout(corpus).midi(version, row.video_id)
             if midi.is_file():
                 tally.add_notes(read_midi(midi), float(row.duration_s or 0))
         out[split] = tally.summary()
@@ -188,7 +190,7 @@ def duplicate_checks(videos: pd.DataFrame) -> list[dict]:
 
 
 def audio_seconds(corpus: Path, video_id: str) -> float | None:
-    path = corpus / "audio" / f"{video_id}.flac"
+    path = CorpusLayout(corpus).audio(video_id)
     return probe(path).duration_s if path.is_file() else None
 
 
@@ -233,7 +235,7 @@ def compare_versions(corpus: Path, videos: pd.DataFrame, version: str, other: st
         refs, ests = [], []
         for frames_path, labels_path in _parts(corpus, split, version):
             frames, ref = _part_tables(frames_path, labels_path)
-            est = pq.read_table(corpus / "labels" / other / split / frames_path.name,
+            est = pq.read_table(CorpusLayout(corpus).label_part(other, split, frames_path),
                                 columns=["video_id", "frame", "frame_roll"]).to_pandas()
             merged = frames[frames.kept].merge(ref, on=["video_id", "frame"]).merge(
                 est, on=["video_id", "frame"], suffixes=("_ref", "_est"))
@@ -242,7 +244,7 @@ def compare_versions(corpus: Path, videos: pd.DataFrame, version: str, other: st
                 ests.append(np.stack(merged.frame_roll_est.to_numpy()).astype(bool))
         split_onsets = []
         for video_id in videos[(videos.status == "ok") & (videos.split == split)].video_id:
-            a, b = (corpus / "labels" / v / "midi" / f"{video_id}.mid" for v in (version, other))
+            a, b = (CorpusLayout(corpus).midi(v, video_id) for v in (version, other))
             if a.is_file() and b.is_file():
                 split_onsets.append(onset_scores(read_midi(a), read_midi(b))["f1"])
         ref, est = np.concatenate([empty, *refs]), np.concatenate([empty, *ests])
@@ -277,7 +279,7 @@ def audit(corpus: str | Path, label_version: str | None = None, compare: str | N
     meta = corpus_meta(corpus)
     version = corpus_label_version(corpus, label_version)
     other = corpus_label_version(corpus, compare) if compare else None
-    videos = pq.read_table(corpus / "videos.parquet").to_pandas().astype(object)
+    videos = pq.read_table(CorpusLayout(corpus).videos).to_pandas().astype(object)
     videos = videos.where(videos.notna(), None)  # nulls stay None in the JSON
     manifest_path = manifest or meta.get("manifest")
     labels, pairing = label_figures(corpus, videos, version)
@@ -289,3 +291,12 @@ def audit(corpus: str | Path, label_version: str | None = None, compare: str | N
     if other:
         result["compare"] = compare_versions(corpus, videos, version, other)
     return result
+
+
+def audit_corpus(corpus: str | Path, label_version: str | None = None, compare: str | None = None,
+                 manifest: str | None = None) -> tuple[dict, Path, Path]:
+    """`pianocorpus audit`: the audit, written as stats/audit.json and stats/report.html."""
+    from pipelines.report import write_report
+
+    result = audit(corpus, label_version, compare, manifest)
+    return (result, *write_report(result, Path(corpus)))

@@ -3,11 +3,12 @@
     manifest rows -> map(process_video, CPU) -> map_batches(LabelActor: CPU, or 1 GPU
     per actor where the cluster has GPUs) -> per-video work files -> shards (driver)
 
-The stage functions (pipelines/stages.py) know nothing of Ray. Work files live in
-CORPUS/.work/ and are the resume state: a video whose work files exist for the same
-settings is not processed again (a failed one only with `retry_failed`), and the shards
-are always re-assembled from the work files, so an interrupted run followed by a re-run
-gives the same corpus as an uninterrupted one.
+The stages (`curation/video.py`, `labeling/label.py`) know nothing of Ray; the paths,
+rows and configuration are the contract's (`contract/`). The work state is what a re-run
+resumes from: a video whose work files exist for the same settings is not processed
+again (a failed one only with `retry_failed`), and the shards are always re-assembled
+from the work files, so an interrupted run followed by a re-run gives the same corpus as
+an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,72 +16,33 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.fetch import FetchOptions
+from contract.atomic import atomic_json, atomic_parquet
+from contract.config import BuildConfig, LabelerConfig, RayConfig
+from contract.layout import CorpusLayout
+from contract.meta import corpus_meta, write_corpus_json
+from contract.records import VIDEOS_SCHEMA, video_totals
+from curation.video import process_video
+from labeling.label import label_videos
 from labeling.transcribers import label_spec, label_version, resolve_labeler
 from manifests.loader import load_manifest
 from manifests.schema import ManifestRow
-from pipelines.atomic import atomic_json
-from pipelines.corpus import video_totals
 from pipelines.shards import write_frame_parts, write_label_parts, write_wds_shards
-from pipelines.stages import VideoSettings, label_videos, process_video
 
 log = logging.getLogger(__name__)
-CORPUS_FORMAT = "pianocorpus/1"
 VIDEO_STAGE_MEMORY = 2**30  # sampled frames, the audio, a batch of frames: flat in the video's length
-
-VIDEOS_SCHEMA = pa.schema([
-    ("video_id", pa.string()), ("dataset", pa.string()), ("split", pa.string()), ("url", pa.string()),
-    ("status", pa.string()), ("error_class", pa.string()), ("error", pa.string()), ("duration_s", pa.float64()),
-    ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()), ("n_frames", pa.int32()),
-    ("n_kept", pa.int32()), ("n_no_keyboard", pa.int32()), ("n_silent", pa.int32()), ("n_outside_range", pa.int32()),
-    ("kb_x0", pa.int32()), ("kb_y0", pa.int32()), ("kb_x1", pa.int32()), ("kb_y1", pa.int32()),
-    ("kb_quad", pa.list_(pa.float64(), 8)), ("kb_score", pa.float64()), ("kb_source", pa.string()),
-    ("kb_located_iou", pa.float64()), ("kb_orientation", pa.string()), ("kb_clipped_left", pa.float64()),
-    ("kb_clipped_right", pa.float64()),
-    ("source_sha256", pa.string()), ("label_status", pa.string()), ("n_notes", pa.int32()),
-])
-
-
-@dataclass
-class BuildConfig:
-    out: Path
-    cache: Path | None = None  # default OUT/.cache
-    settings: VideoSettings = field(default_factory=VideoSettings)
-    labeler: str = "auto"
-    label_params: dict = field(default_factory=dict)
-    sustain_pedal: bool = False
-    rows_per_part: int = 10_000
-    shard_samples: int = 10_000
-    shard_bytes: int = 500 * 2**20
-    retry_failed: bool = False
-    num_cpus: int | None = None  # local Ray: default all
-    object_store_mb: int | None = None  # local Ray: default Ray's
-    address: str | None = None  # join a cluster (or $RAY_ADDRESS)
-    label_batch: int = 1  # videos per transcriber call: each video is labelled as soon as its audio is written
-    fetch: dict = field(default_factory=dict)  # FetchOptions fields
-    manifest: str | None = None  # the manifest built from (recorded in corpus.json; the audit reads it)
-
-    @property
-    def work(self) -> Path:
-        return self.out / ".work"
-
-    def fetch_options(self) -> FetchOptions:
-        return FetchOptions(cache=self.cache or self.out / ".cache", **self.fetch)
 
 
 # --- Ray ---------------------------------------------------------------------------------------
-def init_ray(config: BuildConfig):
+def init_ray(config: RayConfig):
     import ray
 
     if ray.is_initialized():
@@ -122,46 +84,51 @@ def ray_stopping(started_here: bool):
 class LabelActor:
     """Holds one transcriber (the model loads once per actor) and labels batches of videos."""
 
-    def __init__(self, labeler: str, params: dict, spec: dict, version: str, corpus: str, work: str):
+    def __init__(self, labeler: LabelerConfig, spec: dict, version: str, corpus: str):
         from labeling.transcribers import make_transcriber
 
-        self.transcriber = make_transcriber(labeler, **params)
-        self.spec, self.version, self.corpus, self.work = spec, version, Path(corpus), Path(work)
+        self.transcriber = make_transcriber(labeler.name, **labeler.params)
+        self.spec, self.version, self.corpus = spec, version, CorpusLayout(corpus)
 
     def __call__(self, batch):
-        rows = batch.to_dict("records")
-        todo = [r for r in rows if r["status"] == "ok" and not _labels_done(self.work, self.version, r["video_id"])]
-        label_videos(todo, self.transcriber, self.spec, self.version, self.corpus, self.work)
         import pandas as pd
 
+        rows = batch.to_dict("records")
+        todo = [r for r in rows if r["status"] == "ok" and not _labels_done(self.corpus, self.version, r["video_id"])]
+        label_videos(todo, self.transcriber, self.spec, self.version, self.corpus)  # failures are records
         return pd.DataFrame([{"video_id": r["video_id"]} for r in rows])
 
 
-def _labels_done(work: Path, version: str, video_id: str) -> bool:
-    return (work / "labels" / version / f"{video_id}.parquet").is_file()
+def _labels_done(corpus: CorpusLayout, version: str, video_id: str) -> bool:
+    return corpus.work.label_rolls(version, video_id).is_file()
+
+
+def _label_record(corpus: CorpusLayout, version: str, video_id: str) -> dict:
+    path = corpus.work.label_record(version, video_id)
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _video_done(config: BuildConfig, row: ManifestRow) -> dict | None:
     """The earlier result for this video, if it is final for these settings."""
-    path = config.work / "videos" / f"{row.video_id}.json"
+    path = config.layout.work.video_json(row.video_id)
     if not path.is_file():
         return None
     done = json.loads(path.read_text())
     if done.get("settings") != config.settings.digest() or done.get("url") != row.url:
         return None
-    if done["status"] == "ok" and not (config.work / "frames" / f"{row.video_id}.parquet").is_file():
+    if done["status"] == "ok" and not config.layout.work.frames(row.video_id).is_file():
         return None
     if done["status"] != "ok" and config.retry_failed:
         return None
     return done
 
 
-def _label_spec(config: BuildConfig, labeler: str, fps: float) -> tuple[dict, str]:
-    spec = label_spec(labeler, config.label_params, fps, config.sustain_pedal)
+def _label_spec(config: BuildConfig, labeler: LabelerConfig) -> tuple[dict, str]:
+    spec = label_spec(labeler.name, labeler.params, config.settings.frames.fps, labeler.sustain_pedal)
     return spec, label_version(spec)
 
 
-def label_stage(ds, config: BuildConfig, labeler: str, spec: dict, version: str, gpus: int, cpus: int):
+def label_stage(ds, config: BuildConfig, labeler: LabelerConfig, spec: dict, version: str, gpus: int, cpus: int):
     """Transcriber actors: one GPU each where the cluster has GPUs. On CPUs the actor
     reserves no CPU: basic-pitch labels a video at tens of times real time and waits for
     videos most of the time, so the CPUs stay with the video stage (reserving one halved
@@ -170,24 +137,24 @@ def label_stage(ds, config: BuildConfig, labeler: str, spec: dict, version: str,
     overlaps the video stage instead of trailing it."""
     from ray.data import ActorPoolStrategy
 
-    use_gpu = labeler == "transkun" and gpus > 0
+    use_gpu = labeler.name == "transkun" and gpus > 0
     return ds.map_batches(
-        LabelActor, batch_size=config.label_batch, batch_format="pandas",
-        fn_constructor_kwargs={"labeler": labeler, "params": config.label_params, "spec": spec, "version": version,
-                               "corpus": str(config.out), "work": str(config.work)},
+        LabelActor, batch_size=labeler.batch, batch_format="pandas",
+        fn_constructor_kwargs={"labeler": labeler, "spec": spec, "version": version, "corpus": str(config.out)},
         num_gpus=1 if use_gpu else 0, num_cpus=0,
         compute=ActorPoolStrategy(size=gpus if use_gpu else max(1, cpus // 4)))
 
 
-def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: str, spec: dict, version: str) -> None:
+def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: LabelerConfig, spec: dict,
+              version: str) -> None:
     """Process and label every row that is not done yet, on Ray."""
-    ray = init_ray(config)
-    fetch, settings, work, corpus = config.fetch_options(), config.settings, config.work, config.out
+    ray = init_ray(config.ray)
+    fetch, settings, corpus = config.fetch_options(), config.settings, config.layout
     by_index = {i: row for i, row in enumerate(rows)}
 
     def video_stage(item: dict) -> dict:
         row = by_index[item["i"]]
-        result = _video_done(config, row) or process_video(row, work, corpus, fetch, settings)
+        result = _video_done(config, row) or process_video(row, corpus, fetch, settings)
         return {k: result.get(k) for k in ("video_id", "status", "n_frames", "fps")}
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -206,81 +173,54 @@ def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: str, spec: 
 
 # --- corpus files ------------------------------------------------------------------------------
 def _video_rows(config: BuildConfig, rows: list[ManifestRow], version: str) -> list[dict]:
-    out = []
+    """videos.parquet's rows from the work state; an ok video whose labels failed fails as `labels`."""
+    corpus, out = config.layout, []
     for row in sorted(rows, key=lambda r: r.video_id):
-        done = json.loads((config.work / "videos" / f"{row.video_id}.json").read_text())
-        label = config.work / "labels" / version / f"{row.video_id}.json"
-        summary = json.loads(label.read_text()) if label.is_file() else {}
-        done.update(label_status=summary.get("label_status"), n_notes=summary.get("n_notes"))
-        if done["status"] == "ok" and summary.get("label_status") != "ok":
-            done.update(status="failed", error_class="labels", error=f"labels: {summary.get('label_error', 'missing')}")
+        done = json.loads(corpus.work.video_json(row.video_id).read_text())
+        label = _label_record(corpus, version, row.video_id)
+        done.update(label_status=label.get("label_status"), n_notes=label.get("n_notes"))
+        if done["status"] == "ok" and label.get("label_status") != "ok":
+            done.update(status="failed", error_class="labels", error=f"labels: {label.get('label_error', 'missing')}")
         out.append({name: done.get(name) for name in VIDEOS_SCHEMA.names})
     return out
 
 
+def _ok_by_split(video_rows: list[dict]) -> dict[str, list[str]]:
+    splits: dict[str, list[str]] = {}
+    for r in video_rows:
+        if r["status"] == "ok":
+            splits.setdefault(r["split"], []).append(r["video_id"])
+    return dict(sorted(splits.items()))
+
+
 def assemble(config: BuildConfig, video_rows: list[dict], version: str, spec: dict) -> dict:
     """frames/, labels/VERSION/, wds/VERSION/, stats/, videos.parquet, corpus.json."""
-    corpus, work = config.out, config.work
-    table = pa.Table.from_pylist(video_rows, schema=VIDEOS_SCHEMA)
-    part = corpus / "videos.parquet.part"
-    pq.write_table(table, part)
-    os.replace(part, corpus / "videos.parquet")
-    splits = sorted({r["split"] for r in video_rows if r["status"] == "ok"})
-    for split in splits:
-        ids = [r["video_id"] for r in video_rows if r["status"] == "ok" and r["split"] == split]
-        write_frame_parts([work / "frames" / f"{v}.parquet" for v in ids], corpus / "frames" / split,
-                          config.rows_per_part)
+    corpus = config.layout
+    atomic_parquet(pa.Table.from_pylist(video_rows, schema=VIDEOS_SCHEMA), corpus.videos)
+    for split, ids in _ok_by_split(video_rows).items():
+        write_frame_parts([corpus.work.frames(v) for v in ids], corpus.frames_dir(split), config.shards.rows_per_part)
     stats = write_label_version(config, video_rows, version, spec)
     stats["totals"] = video_totals(video_rows)
-    atomic_json(stats, corpus / "stats" / "summary.json")
+    atomic_json(stats, corpus.summary_json)
     return stats
 
 
-def write_label_version(config: BuildConfig, video_rows: list[dict], version: str, spec: dict) -> dict:
-    """labels/VERSION/ and wds/VERSION/ from the corpus's frame parts and the label work files."""
-    corpus, work = config.out, config.work
+def write_label_version(config: BuildConfig, video_rows: list[dict], version: str, spec: dict,
+                        make_default: bool = False) -> dict:
+    """labels/VERSION/ and wds/VERSION/ from the corpus's frame parts and the label work
+    files; the version and the configuration into corpus.json."""
+    corpus = config.layout
     stats = {"splits": {}}
-    for split in sorted({r["split"] for r in video_rows if r["status"] == "ok"}):
-        ids = [r["video_id"] for r in video_rows if r["status"] == "ok" and r["split"] == split]
-        frames_parts = sorted((corpus / "frames" / split).glob("part-*.parquet"))
-        sources = {v: work / "labels" / version / f"{v}.parquet" for v in ids}
-        write_label_parts(frames_parts, sources, corpus / "labels" / version / split)
-        shards = write_wds_shards(frames_parts, sources, split, version, corpus / "wds" / version / split,
-                                  corpus / "stats" / "wds" / version, config.shard_samples, config.shard_bytes)
+    for split, ids in _ok_by_split(video_rows).items():
+        frames_parts = corpus.frame_parts(split)
+        sources = {v: corpus.work.label_rolls(version, v) for v in ids}
+        write_label_parts(frames_parts, sources, corpus.label_parts_dir(version, split))
+        shards = write_wds_shards(frames_parts, sources, split, version, corpus, config.shards)
         stats["splits"][split] = {"videos": len(ids), "parquet_parts": len(frames_parts), "wds_shards": len(shards),
                                   "samples": sum(s["count"] for s in shards)}
-    atomic_json({**spec, "label_version": version}, corpus / "labels" / version / "label.json")
-    _write_corpus_json(config, version, spec)
+    atomic_json({**spec, "label_version": version}, corpus.label_json(version))
+    write_corpus_json(corpus.root, config.recorded(), config.manifest, version, spec, make_default)
     return stats
-
-
-def _write_corpus_json(config: BuildConfig, version: str, spec: dict) -> None:
-    from importlib.metadata import version as package_version
-
-    path = config.out / "corpus.json"
-    previous = json.loads(path.read_text()) if path.is_file() else {}
-    versions = previous.get("label_versions", {})
-    versions[version] = spec
-    packages = {}
-    for name in ("pianocorpus", "ray", "yt-dlp", "av", "opencv-python-headless", "pyarrow", "webdataset",
-                 "basic-pitch", "transkun", "torch", "onnxruntime", "numpy"):
-        try:
-            packages[name] = package_version(name)
-        except Exception:
-            packages[name] = None
-    settings = asdict(config.settings)
-    atomic_json({
-        "format": CORPUS_FORMAT,
-        "created": previous.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": {"frames": settings["frames"], "locate_frames": settings["locate_frames"],
-                   "settings_digest": config.settings.digest(), "rows_per_part": config.rows_per_part,
-                   "shard_samples": config.shard_samples, "shard_bytes": config.shard_bytes},
-        "manifest": config.manifest or previous.get("manifest"),
-        "label_versions": versions,
-        "default_label_version": previous.get("default_label_version") or version,
-        "python": platform.python_version(),
-        "packages": packages,
-    }, path)
 
 
 def build(manifest_path: str | Path, config: BuildConfig) -> dict:
@@ -290,9 +230,8 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
     started_here = not ray_is_up()
     config.manifest = str(Path(manifest.path).resolve())
     config.out.mkdir(parents=True, exist_ok=True)
-    labeler = _resolve_labeler_for_cluster(config)
-    fps = config.settings.frames.fps
-    spec, version = _label_spec(config, labeler, fps)
+    labeler = _resolved(config.labeler, config.ray)
+    spec, version = _label_spec(config, labeler)
     started = time.perf_counter()
     run_graph(config, rows, labeler, spec, version)
     with ray_stopping(started_here):
@@ -302,43 +241,46 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
     return stats
 
 
-def _resolve_labeler_for_cluster(config: BuildConfig) -> str:
-    """`auto` asks the cluster (workers may have GPUs the driver lacks)."""
-    if config.labeler != "auto":
-        return resolve_labeler(config.labeler)
-    ray = init_ray(config)
+def _resolved(labeler: LabelerConfig, ray_config: RayConfig) -> LabelerConfig:
+    """The labeler with its name resolved: `auto` asks the cluster (workers may have GPUs
+    the driver lacks)."""
+    if labeler.name != "auto":
+        return replace(labeler, name=resolve_labeler(labeler.name))
+    ray = init_ray(ray_config)
     chosen = "transkun" if ray.cluster_resources().get("GPU", 0) > 0 else "basic-pitch"
     log.info("labeler auto -> %s", chosen)
-    return chosen
+    return replace(labeler, name=chosen)
 
 
-def relabel(config: BuildConfig, make_default: bool = False) -> dict:
-    """New labels for an existing corpus from its audio/: frames and audio are not touched."""
-    corpus = config.out
-    if not (corpus / "videos.parquet").is_file() or not (corpus / "corpus.json").is_file():
-        raise ValueError(f"{corpus}: not a corpus (no videos.parquet / corpus.json)")
-    existing = json.loads((corpus / "corpus.json").read_text())
-    fps = existing["config"]["frames"]["fps"]
-    videos = [v for v in pq.read_table(corpus / "videos.parquet").to_pylist() if v["status"] == "ok"]
+def relabel(corpus: str | Path, labeler: LabelerConfig = LabelerConfig(), make_default: bool = False,
+            ray: RayConfig = RayConfig()) -> dict:
+    """New labels from `labeler` for an existing corpus from its audio/, under the
+    configuration it was built with (corpus.json's, whole, and left as it is): frames and
+    audio are not touched. A version is
+    published only when every ok video has its labels; failures are named, and a re-run
+    redoes only them."""
+    layout = CorpusLayout(corpus)
+    if not layout.videos.is_file():
+        raise ValueError(f"{corpus}: not a corpus (no videos.parquet)")
+    meta = corpus_meta(corpus)
+    config = BuildConfig.of_corpus(corpus, meta["config"], ray=ray, manifest=meta.get("manifest"))
+    videos = [v for v in pq.read_table(layout.videos).to_pylist() if v["status"] == "ok"]
     started_here = not ray_is_up()
-    labeler = _resolve_labeler_for_cluster(config)
-    spec, version = _label_spec(config, labeler, fps)
+    labeler = _resolved(labeler, config.ray)
+    spec, version = _label_spec(config, labeler)
     started = time.perf_counter()
-    ray = init_ray(config)
+    cluster = init_ray(config.ray)
     items = [{k: v[k] for k in ("video_id", "status", "n_frames", "fps")} for v in videos]
-    label_stage(ray.data.from_items(items), config, labeler, spec, version,
-                int(ray.cluster_resources().get("GPU", 0)), int(ray.cluster_resources().get("CPU", 1))).materialize()
+    label_stage(cluster.data.from_items(items), config, labeler, spec, version,
+                int(cluster.cluster_resources().get("GPU", 0)),
+                int(cluster.cluster_resources().get("CPU", 1))).materialize()
     with ray_stopping(started_here):
-        missing = [v["video_id"] for v in videos if not _labels_done(config.work, version, v["video_id"])]
-        if missing:
-            raise RuntimeError(f"labels failed for {len(missing)} video(s): {', '.join(missing[:10])} "
-                               f"(see {config.work / 'labels' / version}); re-run relabel to retry")
-        config.rows_per_part = existing["config"]["rows_per_part"]
-        stats = write_label_version(config, videos, version, spec)
-        if make_default:
-            data = json.loads((corpus / "corpus.json").read_text())
-            data["default_label_version"] = version
-            atomic_json(data, corpus / "corpus.json")
-        notes = sum(json.loads((config.work / "labels" / version / f"{v['video_id']}.json").read_text())
-                    .get("n_notes", 0) for v in videos)
+        records = {v["video_id"]: _label_record(layout, version, v["video_id"]) for v in videos}
+        failed = {v: r.get("label_error", "no label record") for v, r in records.items() if r.get("label_status") != "ok"}
+        if failed:
+            named = "; ".join(f"{v}: {error}" for v, error in list(failed.items())[:10])
+            raise RuntimeError(f"labels failed for {len(failed)} of {len(videos)} video(s), version {version} not "
+                               f"published: {named}. The others' labels are kept; re-run relabel to retry these.")
+        stats = write_label_version(config, videos, version, spec, make_default)
+    notes = sum(r["n_notes"] or 0 for r in records.values())
     return {**stats, "label_version": version, "notes": notes, "seconds": round(time.perf_counter() - started, 1)}

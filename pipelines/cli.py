@@ -1,4 +1,5 @@
-"""The `pianocorpus` command: argument parsing only; the work lives in the stage modules."""
+"""The `pianocorpus` command: argument parsing and printing only; each command calls one
+library function (the README's Python examples call the same ones)."""
 
 from __future__ import annotations
 
@@ -27,13 +28,13 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     cut.add_argument("--no-cut", dest="cut", action="store_false", help="never cut mid-video")
     p.add_argument("--no-hands", dest="hands", action="store_false", help="draw no hands over the keys")
     p.add_argument("--look", default="studio", help="the conditions of real footage to draw: a family or negative "
-                   "of curation/synth_looks.py (studio, concert_grand, digital, oblique, upright_wood, overlay, "
+                   "of synth/looks.py (studio, concert_grand, digital, oblique, upright_wood, overlay, "
                    "keys61, keys76, cropped, empty; default studio)")
     p.set_defaults(run=_run_synth)
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from curation.synthetic import SynthConfig, make_videos
+    from synth.video import SynthConfig, make_videos
 
     try:
         config = SynthConfig(seconds=args.seconds, width=args.width, height=args.height, fps=args.fps,
@@ -75,27 +76,20 @@ def _run_manifest_check(args: argparse.Namespace) -> int:
             failed += 1
             print("\n".join(error.problems))
             continue
-        splits = {}
-        for row in manifest:
-            splits[row.split] = splits.get(row.split, 0) + 1
-        no_url = sum(row.url is None for row in manifest)
-        detail = ", ".join(f"{n} {s}" for s, n in sorted(splits.items()))
-        print(f"{manifest.path}: ok, {len(manifest)} videos ({detail})" + (f"; {no_url} without URL" if no_url else ""))
+        print(manifest.summary())
     return 1 if failed else 0
 
 
 def _run_import_pianoyt(args: argparse.Namespace) -> int:
-    from manifests.loader import load_manifest
     from manifests.shipped import import_pianoyt
 
     n = import_pianoyt(args.official_csv, args.out)
-    load_manifest(args.out)  # the result must validate
     print(f"wrote {n} PianoYT rows to {args.out}")
     return 0
 
 
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
-    from curation.fetch import DEFAULT_FORMAT
+    from contract.config import DEFAULT_FORMAT
 
     p = sub.add_parser("fetch", help="download a manifest's videos into a cache with yt-dlp",
                        description="Download every video of MANIFEST into --cache (one yt-dlp call per video); "
@@ -121,9 +115,11 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from curation.fetch import FetchOptions, fetch_manifest
-    from manifests.loader import load_manifest
     from yt_dlp.utils import parse_bytes
+
+    from contract.config import FetchOptions
+    from curation.fetch import fetch_manifest
+    from manifests.loader import load_manifest
 
     manifest = load_manifest(args.manifest)
     extra = _parse_key_values(args.ytdlp_option, "--ytdlp-option")
@@ -187,36 +183,14 @@ def _parse_key_values(items: list[str], flag: str) -> dict:
 
 
 def _run_transcribe(args: argparse.Namespace) -> int:
-    import json
+    from contract.config import LabelerConfig
+    from labeling.label import transcribe_file
 
-    import numpy as np
-
-    from curation.audio import load_audio
-    from labeling.midi import write_midi
-    from labeling.rolls import apply_sustain, rolls_for_frames
-    from labeling.transcribers import label_spec, label_version, make_transcriber
-
-    if not args.media.is_file():
-        raise ValueError(f"{args.media}: no such file")
-    audio, rate = load_audio(args.media)
-    started = time.perf_counter()
-    params = _parse_key_values(args.param, "--param")
-    transcriber = make_transcriber(args.labeler, **params)
-    result = transcriber.transcribe(audio, rate)
-    notes = apply_sustain(result.notes, result.pedal) if args.sustain_pedal else result.notes
-    elapsed = time.perf_counter() - started
-    write_midi(notes, args.midi, result.pedal)
-    spec = label_spec(transcriber.name, params, args.fps, args.sustain_pedal)
-    version = label_version(spec)
-    if args.rolls:
-        n_frames = int(round(len(audio) / rate * args.fps))
-        rolls = rolls_for_frames(notes, n_frames, args.fps)
-        args.rolls.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(args.rolls, frame_roll=rolls.frame, onset_roll=rolls.onset, offset_roll=rolls.offset,
-                            velocity=rolls.velocity, fps=args.fps, label_version=version,
-                            label_spec=json.dumps({**spec, "label_version": version}))
-    print(f"{args.media}: {len(notes)} notes from {len(audio) / rate:.1f} s of audio with {transcriber.name} "
-          f"on {transcriber.device} in {elapsed:.1f} s (label version {version}) -> {args.midi}"
+    labeler = LabelerConfig(name=args.labeler, params=_parse_key_values(args.param, "--param"),
+                            sustain_pedal=args.sustain_pedal)
+    done = transcribe_file(args.media, labeler, args.fps, args.midi, args.rolls)
+    print(f"{args.media}: {done['notes']} notes from {done['audio_s']:.1f} s of audio with {done['labeler']} "
+          f"on {done['device']} in {done['seconds']:.1f} s (label version {done['label_version']}) -> {args.midi}"
           + (f", {args.rolls}" if args.rolls else ""))
     return 0
 
@@ -288,7 +262,7 @@ def _size(text: str, flag: str) -> tuple[int, int]:
 
 
 def _frame_config(args: argparse.Namespace):
-    from curation.frames import FrameConfig
+    from contract.config import FrameConfig
 
     height, width = _size(args.crop_size, "--crop-size")
     return FrameConfig(fps=args.fps, crop_width=width, crop_height=height)
@@ -297,9 +271,10 @@ def _frame_config(args: argparse.Namespace):
 def print_summary(stats: dict, out: Path) -> None:
     totals = stats["totals"]
     failed = ", ".join(f"{n} {c}" for c, n in sorted(totals["failed"].items())) or "none"
+    skipped = "".join(f"; skipped: {n} {c}" for c, n in sorted(totals["skipped"].items()))
     dropped = ", ".join(f"{n} {r}" for r, n in totals["dropped"].items())
     print(f"corpus: {out}")
-    print(f"  videos   {totals['ok']} ok of {totals['videos']}; failed: {failed}")
+    print(f"  videos   {totals['ok']} ok of {totals['videos']}; failed: {failed}{skipped}")
     print(f"  hours    {totals['hours']:.3f} of ok video")
     print(f"  frames   {totals['frames']} decoded, {totals['kept']} kept; dropped: {dropped}")
     print(f"  labels   {stats['label_version']}: {totals['notes']} notes")
@@ -310,19 +285,26 @@ def print_summary(stats: dict, out: Path) -> None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from pipelines.build import BuildConfig, build
-    from pipelines.stages import VideoSettings
+    from contract.config import BuildConfig, FetchOptions, RayConfig, ShardConfig, VideoSettings
+    from pipelines.build import build
 
-    fetch = {"max_duration_s": args.max_duration} if args.max_duration else {}
     config = BuildConfig(out=args.out, cache=args.cache, settings=VideoSettings(frames=_frame_config(args)),
-                         labeler=args.labeler, label_params=_parse_key_values(args.param, "--param"),
-                         sustain_pedal=args.sustain_pedal, rows_per_part=args.rows_per_part,
-                         shard_samples=args.shard_samples, shard_bytes=args.shard_mb * 2**20,
-                         retry_failed=args.retry_failed, num_cpus=args.num_cpus,
-                         object_store_mb=args.object_store_mb, address=args.address, fetch=fetch)
+                         labeler=_labeler_config(args),
+                         shards=ShardConfig(rows_per_part=args.rows_per_part, shard_samples=args.shard_samples,
+                                            shard_bytes=args.shard_mb * 2**20),
+                         fetch=FetchOptions(max_duration_s=args.max_duration), retry_failed=args.retry_failed,
+                         ray=RayConfig(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
+                                       address=args.address))
     stats = build(args.manifest, config)
     print_summary(stats, args.out)
-    return 0 if not stats["totals"]["failed"] else 1
+    return 0 if not stats["totals"]["failed"] else 1  # skipped rows (no URL) are not failures
+
+
+def _labeler_config(args: argparse.Namespace):
+    from contract.config import LabelerConfig
+
+    return LabelerConfig(name=args.labeler, params=_parse_key_values(args.param, "--param"),
+                         sustain_pedal=args.sustain_pedal)
 
 
 def _add_relabel(sub: argparse._SubParsersAction) -> None:
@@ -341,11 +323,11 @@ def _add_relabel(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_relabel(args: argparse.Namespace) -> int:
-    from pipelines.build import BuildConfig, relabel
+    from contract.config import RayConfig
+    from pipelines.build import relabel
 
-    config = BuildConfig(out=args.corpus, labeler=args.labeler, label_params=_parse_key_values(args.param, "--param"),
-                         sustain_pedal=args.sustain_pedal, num_cpus=args.num_cpus, address=args.address)
-    stats = relabel(config, make_default=args.make_default)
+    stats = relabel(args.corpus, _labeler_config(args), make_default=args.make_default,
+                    ray=RayConfig(num_cpus=args.num_cpus, address=args.address))
     print(f"corpus: {args.corpus}")
     print(f"  labels   {stats['label_version']}: {stats['notes']} notes" + (" (default)" if args.make_default else ""))
     for split, s in stats["splits"].items():
@@ -418,28 +400,19 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    import json
+    from training.train import evaluate_checkpoint
 
-    from training.train import evaluate, load_checkpoint, pick_device
-
-    device = pick_device(args.device)
-    model, checkpoint = load_checkpoint(args.checkpoint, device)
-    threshold = args.threshold if args.threshold is not None else checkpoint["threshold"]
-    result = evaluate(model, args.corpus, args.split or ["test"], device=device, reader=args.reader,
-                      label_version=args.label_version or checkpoint["label_version"], keys=checkpoint["keys"],
-                      threshold=threshold)
-    result["checkpoint"] = str(args.checkpoint)
-    out = args.json or args.checkpoint.with_suffix(".eval.json")
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    result = evaluate_checkpoint(args.checkpoint, args.corpus, args.split or ["test"], label_version=args.label_version,
+                                 threshold=args.threshold, reader=args.reader, device=args.device, out=args.json)
     print(f"{args.checkpoint} on {args.corpus} (labels {result['label_version']}, keys {result['keys']}, "
-          f"threshold {threshold:g})")
+          f"threshold {result['threshold']:g})")
     metrics = ("precision", "recall", "accuracy", "f1")
     print(f"  {'':8s} {'':>7s}   {'Audeo per-frame':^26s}  {'summed':^26s}")
     print(f"  {'split':8s} {'frames':>7s}   " + "  ".join(f"{h:>5s}" for h in ("P", "R", "Acc", "F1") * 2))
     for name, m in [*result["splits"].items(), ("overall", result["overall"])]:
         values = [m["audeo"][k] for k in metrics] + [m["summed"][k] for k in metrics]
         print(f"  {name:8s} {m['frames']:7d}   " + "  ".join(f"{v:5.3f}" for v in values))
-    print(f"  -> {out}")
+    print(f"  -> {result['json']}")
     return 0
 
 
@@ -456,15 +429,14 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from pipelines.audit import audit
-    from pipelines.report import write_report
+    from pipelines.audit import audit_corpus
 
-    result = audit(args.corpus, args.label_version, args.compare, args.manifest)
-    json_path, html_path = write_report(result, args.corpus)
+    result, json_path, html_path = audit_corpus(args.corpus, args.label_version, args.compare, args.manifest)
     overall, labels = result["splits"]["overall"], result["labels"]["overall"]
     failed = ", ".join(f"{n} {c}" for c, n in sorted(overall["failed"].items())) or "none"
+    skipped = "".join(f"; skipped: {n} {c}" for c, n in sorted(overall["skipped"].items()))
     print(f"corpus: {args.corpus} (labels {result['label_version']})")
-    print(f"  videos   {overall['ok']} ok of {overall['videos']}; failed: {failed}")
+    print(f"  videos   {overall['ok']} ok of {overall['videos']}; failed: {failed}{skipped}")
     print(f"  frames   {overall['frames']} decoded, {overall['kept']} kept ({_percent(overall['kept_ratio'])}); "
           + ", ".join(f"{n} {r}" for r, n in overall["dropped"].items()))
     print(f"  labels   {labels['notes']} notes, {labels['notes_per_s'] or 0:.2f}/s; "

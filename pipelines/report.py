@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.piano import key_layout
-from pipelines.atomic import atomic_json, atomic_text
+from contract.atomic import atomic_json, atomic_text
+from contract.layout import CorpusLayout
+from contract.piano import key_layout
+from contract.vocab import DROP_REASONS
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}
@@ -22,6 +24,7 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
 th{background:#f3f3f3}td.l,th.l{text-align:left}.flag{color:#b00;font-weight:600}.ok{color:#070}
 img{max-width:100%;border:1px solid #eee;margin:6px 0}"""
 
+DROP_COLOURS = dict(zip(DROP_REASONS, ("#888", "#c44", "#e9a23b")))
 
 def _png(fig) -> str:
     buffer = io.BytesIO()
@@ -55,7 +58,7 @@ def _frames_plot(splits: dict) -> str:
     left = np.zeros(len(names))
     for label, values, colour in [("kept", [splits[s]["kept"] for s in names], "#4c9a2a")] + [
             (r, [splits[s]["dropped"][r] for s in names], c)
-            for r, c in zip(("no_keyboard", "silent", "outside_range"), ("#c44", "#e9a23b", "#888"))]:
+            for r, c in DROP_COLOURS.items()]:
         ax.barh(names, values, left=left, label=label, color=colour)
         left += values
     ax.set_xlabel("frames")
@@ -102,9 +105,9 @@ def _splits_section(result: dict) -> str:
     for split, s in result["splits"].items():
         failed = ", ".join(f"{n} {c}" for c, n in sorted(s["failed"].items())) or "none"
         rows.append([split, s["videos"], s["ok"], html.escape(failed), f"{s['hours']:.3f}", s["frames"], s["kept"],
-                     *[s["dropped"][r] for r in ("no_keyboard", "silent", "outside_range")], _fmt(s["kept_ratio"])])
-    return _table(["split", "videos", "ok", "failed by class", "hours", "frames", "kept", "no_keyboard", "silent",
-                   "outside_range", "kept ratio"], rows) + _frames_plot(result["splits"])
+                     *[s["dropped"][r] for r in DROP_REASONS], _fmt(s["kept_ratio"])])
+    return _table(["split", "videos", "ok", "failed by class", "hours", "frames", "kept", *DROP_REASONS,
+                   "kept ratio"], rows) + _frames_plot(result["splits"])
 
 
 def _published_section(published: dict) -> str:
@@ -189,7 +192,7 @@ def write_report(result: dict, corpus: Path) -> tuple[Path, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
-    json_path, html_path = corpus / "stats" / "audit.json", corpus / "stats" / "report.html"
+    json_path, html_path = CorpusLayout(corpus).audit_json, CorpusLayout(corpus).report_html
     atomic_json(result, json_path)
     atomic_text(render_html(result), html_path)
     return json_path, html_path

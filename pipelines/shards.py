@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.atomic import atomic_json, atomic_parquet
-from pipelines.stages import FRAMES_SCHEMA, LABELS_SCHEMA
+from contract.atomic import atomic_json, atomic_parquet, atomic_path
+from contract.config import ShardConfig
+from contract.layout import CorpusLayout, part_files, part_name, shard_name
+from contract.records import FRAMES_SCHEMA, LABELS_SCHEMA
 
 
-def _clear(folder: Path, pattern: str) -> None:
-    """Remove an earlier assembly's shards, so a smaller rebuild leaves no stale part."""
-    if folder.is_dir():
-        for stale in folder.glob(pattern):
-            stale.unlink()
+def _clear(folder: Path) -> None:
+    """Remove an earlier assembly's parts, so a smaller rebuild leaves no stale part."""
+    for stale in part_files(folder):
+        stale.unlink()
 
 
 def _parts(tables: Iterator[pa.Table], rows_per_part: int) -> Iterator[pa.Table]:
@@ -47,10 +48,10 @@ def _parts(tables: Iterator[pa.Table], rows_per_part: int) -> Iterator[pa.Table]
 
 def write_frame_parts(sources: list[Path], folder: Path, rows_per_part: int) -> list[Path]:
     """The per-video frame tables, in order, as folder/part-NNNNN.parquet."""
-    _clear(folder, "part-*.parquet")
+    _clear(folder)
     paths = []
     for n, table in enumerate(_parts((pq.read_table(p, schema=FRAMES_SCHEMA) for p in sources), rows_per_part)):
-        paths.append(folder / f"part-{n:05d}.parquet")
+        paths.append(folder / part_name(n))
         atomic_parquet(table, paths[-1])
     return paths
 
@@ -84,13 +85,13 @@ def _runs(video_ids: list[str]) -> Iterator[tuple[str, int, int]]:
 
 def write_label_parts(frames_parts: list[Path], sources: dict[str, Path], folder: Path) -> int:
     """labels part N holds the rolls of exactly the frames of frames part N."""
-    _clear(folder, "part-*.parquet")
+    _clear(folder)
     labels = _LabelTables(sources)
     for n, table in enumerate(_frame_parts(frames_parts, ["video_id", "frame"])):
         ids, frames = table.column("video_id").to_pylist(), table.column("frame").to_pylist()
         pieces = [labels.rows(v, frames[a:b]) for v, a, b in _runs(ids)]
         atomic_parquet(pa.concat_tables(pieces) if pieces else LABELS_SCHEMA.empty_table(),
-                        folder / f"part-{n:05d}.parquet")
+                        folder / part_name(n))
     return len(frames_parts)
 
 
@@ -122,38 +123,51 @@ def _add_sample(tar: tarfile.TarFile, sample: dict) -> None:
         tar.addfile(info, io.BytesIO(sample[ext]))
 
 
-def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str, folder: Path,
-                     stats_folder: Path, shard_samples: int, shard_bytes: int) -> list[dict]:
-    """Kept frames with their rolls as SPLIT-NNNNNN.tar; one stats json per shard."""
-    _clear(folder, f"{split}-*.tar")
-    _clear(stats_folder, f"{split}-*_stats.json")
+class _ShardTar:
+    """A tar written under its temporary name; `close` finishes it and renames it into place."""
+
+    def __init__(self, path: Path):
+        self._stack = ExitStack()
+        part = self._stack.enter_context(atomic_path(path))
+        self.tar = tarfile.open(fileobj=self._stack.enter_context(open(part, "wb")), mode="w",
+                                format=tarfile.USTAR_FORMAT)
+
+    def close(self) -> None:
+        self.tar.close()
+        self._stack.close()
+
+
+def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str,
+                     corpus: CorpusLayout, config: ShardConfig) -> list[dict]:
+    """Kept frames with their rolls as wds/VERSION/SPLIT/SPLIT-NNNNNN.tar; a stats json per shard."""
+    folder = corpus.wds_dir(version, split)
+    for stale in corpus.wds_shards(version, split) + corpus.wds_stats_files(version, split):
+        stale.unlink()
     shards: list[dict] = []
-    writer = handle = None
+    tar = None
 
     def close() -> None:
-        writer.close()
-        handle.close()
-        final = folder / f"{split}-{len(shards) - 1:06d}.tar"
-        os.replace(final.with_name(final.name + ".part"), final)
+        tar.close()
+        final = folder / shards[-1]["shard"]
         shards[-1]["bytes"] = final.stat().st_size
-        atomic_json(shards[-1], stats_folder / f"{final.stem}_stats.json")
+        atomic_json(shards[-1], corpus.wds_stats(version, final))
 
     for sample in _samples(frames_parts, sources, split, version):
         size = sum(len(v) for k, v in sample.items() if k != "__key__")
-        if writer is None or shards[-1]["count"] >= shard_samples or shards[-1]["payload"] + size > shard_bytes:
-            if writer is not None:
+        full = tar is not None and (shards[-1]["count"] >= config.shard_samples
+                                    or shards[-1]["payload"] + size > config.shard_bytes)
+        if tar is None or full:
+            if tar is not None:
                 close()
-            folder.mkdir(parents=True, exist_ok=True)
-            shards.append({"shard": f"{split}-{len(shards):06d}.tar", "split": split, "label_version": version,
+            shards.append({"shard": shard_name(split, len(shards)), "split": split, "label_version": version,
                            "count": 0, "payload": 0, "videos": []})
-            handle = open(folder / f"{shards[-1]['shard']}.part", "wb")
-            writer = tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT)
-        _add_sample(writer, sample)
+            tar = _ShardTar(folder / shards[-1]["shard"])
+        _add_sample(tar.tar, sample)
         shards[-1]["count"] += 1
         shards[-1]["payload"] += size
         video_id = sample["__key__"].rsplit("_", 1)[0]
         if not shards[-1]["videos"] or shards[-1]["videos"][-1] != video_id:
             shards[-1]["videos"].append(video_id)
-    if writer is not None:
+    if tar is not None:
         close()
     return shards

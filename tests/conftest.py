@@ -11,7 +11,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from curation.synthetic import SynthConfig, make_video
+from synth.video import SynthConfig, make_video
 from tests.loopback import MediaServer
 
 
@@ -115,12 +115,14 @@ def built_corpus(served, tmp_path_factory):
     """The e2e build (real yt-dlp, Ray, basic-pitch) of 3 good and 4 broken videos; shared."""
     import ray
 
-    from pipelines.build import BuildConfig, build
+    from contract.config import BuildConfig, FetchOptions, LabelerConfig, RayConfig, ShardConfig
+    from pipelines.build import build
 
     manifest, _, _ = served
     out = tmp_path_factory.mktemp("corpus") / "c"
-    config = BuildConfig(out=out, cache=out.parent / "cache", labeler="basic-pitch", num_cpus=2,
-                         rows_per_part=200, shard_samples=150, fetch={"retries": 0, "socket_timeout_s": 5})
+    config = BuildConfig(out=out, cache=out.parent / "cache", labeler=LabelerConfig("basic-pitch"),
+                         ray=RayConfig(num_cpus=2), shards=ShardConfig(rows_per_part=200, shard_samples=150),
+                         fetch=FetchOptions(retries=0, socket_timeout_s=5))
     stats = build(manifest, config)
     ray.shutdown()
     return out, stats

@@ -13,9 +13,11 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from pipelines.atomic import atomic_json, atomic_parquet
+from contract.atomic import atomic_json, atomic_parquet
+from contract.config import ShardConfig
+from contract.layout import CorpusLayout
+from contract.records import FRAMES_SCHEMA, LABELS_SCHEMA
 from pipelines.shards import write_frame_parts, write_label_parts, write_wds_shards
-from pipelines.stages import FRAMES_SCHEMA, LABELS_SCHEMA
 
 VERSION = "handmade-0001"
 CROP = (100, 900)  # H, W
@@ -65,8 +67,8 @@ def write_corpus(root: Path, videos: dict[str, tuple[str, list[bool]]], rows_per
                                   rows_per_part)
         sources = {v: work / "labels" / f"{v}.parquet" for v in ids}
         write_label_parts(parts, sources, root / "labels" / VERSION / split)
-        write_wds_shards(parts, sources, split, VERSION, root / "wds" / VERSION / split, root / "stats" / "wds" / VERSION,
-                         shard_samples, 2**30)
+        write_wds_shards(parts, sources, split, VERSION, CorpusLayout(root),
+                         ShardConfig(shard_samples=shard_samples, shard_bytes=2**30))
     atomic_json({"format": "pianocorpus/1", "label_versions": {VERSION: {"backend": "handmade"}},
                  "default_label_version": VERSION, "config": {"frames": {"fps": 25.0}}}, root / "corpus.json")
     return root

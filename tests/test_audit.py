@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import f1_score
 
-from curation.synthetic import SynthConfig, make_video
+from curation.video import _located_iou
 from pipelines.audit import duplicate_checks, video_flags
-from pipelines.stages import _located_iou
+from synth.video import SynthConfig, make_video
 from tests.conftest import GOOD
 
-FAILED = {"unavailable": 1, "other": 1, "no_audio": 1, "no_keyboard": 1}
+FAILED = {"unavailable": 1, "corrupt": 1, "no_audio": 1, "no_keyboard": 1}
 
 
 def _run(*args, timeout=600) -> subprocess.CompletedProcess:
@@ -183,8 +183,8 @@ def test_audeo_rows_are_set_beside_the_published_split_sizes():
 def test_a_corpus_where_every_video_failed_is_audited_not_crashed(tmp_path):
     import pyarrow as pa
 
+    from contract.records import VIDEOS_SCHEMA
     from pipelines.audit import audit
-    from pipelines.build import VIDEOS_SCHEMA
     from pipelines.report import write_report
 
     rows = [{name: None for name in VIDEOS_SCHEMA.names} | {"video_id": v, "split": "train", "dataset": "custom",

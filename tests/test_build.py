@@ -53,7 +53,7 @@ def test_videos_table_has_every_row_with_failures_classified(corpus):
     assert set(rows) == {"vid-a", "vid-b", "vid-c", "gone", "broken", "mute", "nokeys"}
     assert all(rows[v]["status"] == "ok" for v in GOOD)
     classes = {v: (rows[v]["status"], rows[v]["error_class"]) for v in ("gone", "broken", "mute", "nokeys")}
-    assert classes == {"gone": ("failed", "unavailable"), "broken": ("failed", "other"),
+    assert classes == {"gone": ("failed", "unavailable"), "broken": ("failed", "corrupt"),
                        "mute": ("failed", "no_audio"), "nokeys": ("failed", "no_keyboard")}
     assert "404" in rows["gone"]["error"] and "not readable media" in rows["broken"]["error"]
     assert stats["totals"]["ok"] == 3 and sum(stats["totals"]["failed"].values()) == 4
@@ -177,7 +177,7 @@ def test_ray_gives_tasks_a_thread_budget_and_is_stopped_only_by_the_command_that
     CPUs; the build stops a Ray it started while it writes the shards, never the caller's."""
     import ray
 
-    from curation.threads import thread_budget
+    from contract.threads import thread_budget
     from pipelines.build import ray_stopping
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -10,9 +10,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from curation.fetch import FetchOptions, cached_media, classify_error, fetch_manifest
-from curation.synthetic import SynthConfig, make_video
+from contract.config import FetchOptions
+from contract.layout import CacheLayout
+from curation.fetch import classify_error, fetch_manifest
 from manifests.loader import load_manifest
+from synth.video import SynthConfig, make_video
 from tests.loopback import MediaServer
 
 
@@ -44,7 +46,7 @@ def test_one_good_one_missing_then_a_second_run_downloads_nothing(tmp_path, serv
     records = fetch_manifest(manifest, _options(cache))
     assert [(r.video_id, r.status, r.error_class) for r in records] == [("good", "ok", None), ("gone", "failed", "unavailable")]
     assert "404" in records[1].error
-    media = cached_media(cache, "good")
+    media = CacheLayout(cache).cached_media("good")
     assert media.read_bytes() == clip.read_bytes() and records[0].bytes == clip.stat().st_size
     assert records[0].duration_s == pytest.approx(4.0, abs=0.1) and (records[0].width, records[0].height) == (320, 180)
     table = pq.read_table(cache / "fetch.parquet").to_pylist()
@@ -80,7 +82,7 @@ def test_connection_cut_mid_transfer_fails_as_network_and_leaves_no_file(tmp_pat
     manifest = load_manifest(_manifest(tmp_path / "m.csv", [("cut", server.url("cut", "clip.mp4"))]))
     [record] = fetch_manifest(manifest, _options(cache))
     assert (record.status, record.error_class, record.attempts) == ("failed", "network", 2)
-    assert cached_media(cache, "cut") is None
+    assert CacheLayout(cache).cached_media("cut") is None
     assert sorted(p.name for p in cache.rglob("*") if p.is_file()) == ["fetch.parquet"]
 
 
@@ -105,9 +107,9 @@ def test_local_paths_relative_to_the_manifest_and_missing_ones(tmp_path, clip):
 def test_max_duration_and_max_filesize_guards(tmp_path, server):
     manifest = load_manifest(_manifest(tmp_path / "m.csv", [("v", server.url("video", "clip.mp4"))]))
     [long] = fetch_manifest(manifest, _options(tmp_path / "c1", max_duration_s=2.0))
-    assert (long.status, long.error_class) == ("failed", "too_long") and cached_media(tmp_path / "c1", "v") is None
+    assert (long.status, long.error_class) == ("failed", "too_long") and CacheLayout(tmp_path / "c1").cached_media("v") is None
     [big] = fetch_manifest(manifest, _options(tmp_path / "c2", max_filesize=1000))
-    assert (big.status, big.error_class) == ("failed", "too_large") and cached_media(tmp_path / "c2", "v") is None
+    assert (big.status, big.error_class) == ("failed", "too_large") and CacheLayout(tmp_path / "c2").cached_media("v") is None
 
 
 def test_rows_without_url_are_skipped_not_failed(tmp_path):

@@ -7,8 +7,9 @@ import collections
 import cv2
 import numpy as np
 
+from contract.config import FrameConfig
 from curation.audio import load_audio
-from curation.frames import FrameConfig, decode_at_fps, frame_pass, frame_rms, reference_crop, silent_frames
+from curation.frames import decode_at_fps, frame_pass, frame_rms, reference_crop, silent_frames
 from curation.keyboard import locate_in_frames, sample_frames
 from tests.conftest import write_video
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from curation.keyboard import KeyboardNotFound, locate, locate_in_frames, manifest_crop_location, quad_iou
-from curation.synthetic import SynthConfig, make_video
+from synth.video import SynthConfig, make_video
 from tests.conftest import write_video
 
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from contract.piano import N_WHITE, white_index
 from curation.keyboard import KeyboardNotFound, locate_in_frames, quad_iou
-from curation.piano import N_WHITE, white_index
 
 
 @pytest.fixture(scope="module")

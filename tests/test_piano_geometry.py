@@ -3,7 +3,7 @@
 import numpy as np
 import pretty_midi
 
-from curation.piano import N_BLACK, N_WHITE, key_layout, white_index
+from contract.piano import N_BLACK, N_WHITE, key_layout, white_index
 from labeling.rolls import frame_roll, note_frame_span
 
 

@@ -9,12 +9,12 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-import curation.synthetic as synthetic
-from curation.piano import N_WHITE, key_layout, white_index
+import synth.video as synthetic
+from contract.piano import N_WHITE, key_layout, white_index
 from curation.rectify import rectify_keyboard
-from curation.synth_looks import FAMILIES, HELD_OUT, KEY_RANGES, STYLE_FAMILIES, TUNING
-from curation.synth_render import HandPose, SceneRenderer, Style
-from curation.synthetic import SynthConfig, make_video
+from synth.looks import FAMILIES, HELD_OUT, KEY_RANGES, STYLE_FAMILIES, TUNING
+from synth.render import HandPose, SceneRenderer, Style
+from synth.video import SynthConfig, make_video
 from tests.conftest import SynthVideo
 
 PX, HEIGHT = 12, 84  # rectified pixels per white key, rectified key length

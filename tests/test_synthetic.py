@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from curation.piano import key_layout
+from contract.piano import key_layout
 from curation.rectify import rectify_keyboard
-from curation.synth_audio import fluidsynth_ready
-from curation.synthetic import Segment, SynthConfig, compose_performance, make_video
 from labeling.rolls import frame_roll
+from synth.audio import fluidsynth_ready
+from synth.video import Segment, SynthConfig, compose_performance, make_video
 
 PX = 16  # rectified pixels per white key in these checks
 

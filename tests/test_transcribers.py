@@ -10,11 +10,11 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from curation.synth_audio import synthesize
-from curation.synthetic import performance_audio
 from labeling.events import AudioInputError
 from labeling.metrics import onset_scores
 from labeling.transcribers import label_spec, make_transcriber, resolve_labeler
+from synth.audio import synthesize
+from synth.video import performance_audio
 
 
 @pytest.fixture(scope="module")

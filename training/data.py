@@ -42,7 +42,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from pipelines.corpus import corpus_label_version
+from contract.layout import CorpusLayout
+from contract.meta import corpus_label_version
 
 WINDOW = 5  # frames t-2..t+2
 HALO = WINDOW - 1
@@ -222,7 +223,7 @@ class WebDatasetWindows(FrameWindows):
     kind = "WebDataset"
 
     def list_units(self) -> list[Path]:
-        return sorted((self.corpus / "wds" / self.label_version / self.split).glob(f"{self.split}-*.tar"))
+        return CorpusLayout(self.corpus).wds_shards(self.label_version, self.split)
 
     def records(self, unit: Path) -> Iterator[Record]:
         from webdataset.tariterators import tarfile_samples
@@ -240,9 +241,8 @@ class ParquetWindows(FrameWindows):
     batch_rows = 256
 
     def list_units(self) -> list[tuple[Path, Path]]:
-        frames = sorted((self.corpus / "frames" / self.split).glob("part-*.parquet"))
-        labels = self.corpus / "labels" / self.label_version / self.split
-        units = [(f, labels / f.name) for f in frames]
+        layout = CorpusLayout(self.corpus)
+        units = [(f, layout.label_part(self.label_version, self.split, f)) for f in layout.frame_parts(self.split)]
         missing = [str(lab) for _, lab in units if not lab.is_file()]
         if missing:
             raise ValueError(f"{self.corpus}: frames parts without labels: {', '.join(missing[:5])}")
@@ -275,7 +275,7 @@ def open_split(corpus: str | Path, split: str, reader: str = "wds", **options) -
 def count_windows(corpus: str | Path, split: str) -> int:
     """How many samples a split has, from the frames parts' small columns (no JPEG read)."""
     tables = [pq.read_table(p, columns=["video_id", "frame", "kept"])
-              for p in sorted((Path(corpus) / "frames" / split).glob("part-*.parquet"))]
+              for p in CorpusLayout(corpus).frame_parts(split)]
     records = ((Record(v, f, b"", None), True) for t in tables
                for v, f, k in zip(*(t.column(c).to_pylist() for c in ("video_id", "frame", "kept"))) if k)
     return sum(1 for _ in windows(records, decode=lambda jpeg: None))

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curation.piano import key_layout
+from contract.piano import key_layout
 from training.data import key_range
 
 FUSED_CHANNELS = 128

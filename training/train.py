@@ -30,9 +30,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from contract.atomic import atomic_json, atomic_text, atomic_write
+from contract.meta import corpus_label_version, corpus_splits
 from labeling.metrics import frame_scores, frame_scores_per_frame
-from pipelines.atomic import atomic_json, atomic_text, atomic_write
-from pipelines.corpus import corpus_label_version, corpus_splits
 from training.data import count_windows, open_split
 from training.model import Video2Roll
 
@@ -134,6 +134,23 @@ def evaluate(model: Video2Roll, corpus: str | Path, splits: list[str], *, label_
         all_est.append(estimate)
     result["overall"] = scores(np.concatenate(all_ref), np.concatenate(all_est))
     result.update(label_version=corpus_label_version(Path(corpus), label_version), keys=keys, threshold=threshold)
+    return result
+
+
+def evaluate_checkpoint(checkpoint: str | Path, corpus: str | Path, splits: list[str] = ("test",), *,
+                        label_version: str | None = None, threshold: float | None = None, reader: str = "wds",
+                        device: str = "auto", out: str | Path | None = None) -> dict:
+    """`pianocorpus eval`: a checkpoint's metrics on a corpus's splits, at its own threshold
+    and against its own label version unless told others; written as JSON to `out`
+    (default CKPT.eval.json), whose path the result names."""
+    where = pick_device(device)
+    model, saved = load_checkpoint(checkpoint, where)
+    threshold = threshold if threshold is not None else saved["threshold"]
+    result = evaluate(model, corpus, list(splits), device=where, reader=reader,
+                      label_version=label_version or saved["label_version"], keys=saved["keys"], threshold=threshold)
+    out = Path(out) if out else Path(checkpoint).with_suffix(".eval.json")
+    result.update(checkpoint=str(checkpoint), json=str(out))
+    atomic_json(result, out)
     return result
 
 

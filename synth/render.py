@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from curation.piano import BLACK_LENGTH, N_WHITE, key_layout
+from contract.piano import BLACK_LENGTH, N_WHITE, key_layout
 
 PX_PER_WHITE = 24  # world pixels per white-key width: about the size in a 720p frame
 

@@ -46,8 +46,8 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from curation.piano import N_WHITE, key_layout, white_index
-from curation.synth_render import Style
+from contract.piano import N_WHITE, key_layout, white_index
+from synth.render import Style
 
 TUNING = ("studio", "concert_grand", "digital", "oblique")
 HELD_OUT = ("upright_wood", "overlay")

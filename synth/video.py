@@ -13,7 +13,6 @@ outro. Audio is silent outside the performance.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +21,12 @@ import av
 import numpy as np
 import pretty_midi
 
-from curation.piano import LOWEST_MIDI, key_layout
-from curation.synth_audio import synthesize
-from curation.synth_looks import LOOKS, LookRenderer, clipped_ends, draw_look, restyle
-from curation.synth_render import HandPose, SceneRenderer, Style
+from contract.atomic import atomic_path
+from contract.piano import LOWEST_MIDI, key_layout
 from labeling.rolls import frame_roll
+from synth.audio import synthesize
+from synth.looks import LOOKS, LookRenderer, clipped_ends, draw_look, restyle
+from synth.render import HandPose, SceneRenderer, Style
 
 TRUTH_FORMAT = "pianocorpus-synthetic/1"
 FRAME_CONVENTION = ("frame k covers [k/fps, (k+1)/fps), t = (k+0.5)/fps; a key is drawn "
@@ -47,7 +47,7 @@ class SynthConfig:
     cut: bool | None = None  # a talking cut mid-video; None: the seed decides
     hands: bool = True
     crf: int = 23
-    look: str = "studio"  # a style family or negative of curation.synth_looks (real footage's conditions)
+    look: str = "studio"  # a style family or negative of synth.looks (real footage's conditions)
 
     def __post_init__(self):
         if self.seconds < 3:
@@ -179,9 +179,8 @@ def performance_audio(seed: int, seconds: float, sample_rate: int = 44100, fps: 
 
 def _write_mp4(path: Path, frames, config: SynthConfig, audio: np.ndarray) -> None:
     """H.264 + AAC mp4 via PyAV, audio interleaved with video; written to .part, then renamed."""
-    part = path.with_name(path.name + ".part")
     fps, rate = config.fps, config.sample_rate
-    with av.open(str(part), "w", format="mp4") as container:
+    with atomic_path(path) as part, av.open(str(part), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = config.width, config.height, "yuv420p"
         # A keyframe every 2 s, as YouTube's encodes have.
@@ -200,7 +199,6 @@ def _write_mp4(path: Path, frames, config: SynthConfig, audio: np.ndarray) -> No
                 audio_pos = audio_end
         container.mux(video.encode(None))
         container.mux(sound.encode(None))
-    os.replace(part, path)
 
 
 def _silence_outside(audio: np.ndarray, segments: list[Segment], fps: int, sample_rate: int) -> np.ndarray:

@@ -4,19 +4,37 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def part_path(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """The temporary path to write; renamed to `path` when the block ends without error
+    (and removed when it raises)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(path)
+    try:
+        yield part
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, path)
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """`write(temporary path)`, then the rename that makes it appear as `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    write(part)
-    os.replace(part, path)
+    with atomic_path(path) as part:
+        write(part)
 
 
 def atomic_parquet(table: pa.Table, path: Path) -> None:

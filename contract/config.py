@@ -1,0 +1,142 @@
+"""The typed configuration of a build: frames, fetch, labeler, shards, and where it runs.
+
+`BuildConfig.recorded()` is what corpus.json keeps under `config`, whole, and
+`BuildConfig.of_corpus()` reads it back whole: relabel, audit and training see the
+settings the corpus was built with, never defaults. Of the fetch options only those that
+decide which file a video comes from are recorded (not the politeness ones, nor proxy,
+cookies or raw yt-dlp options, which can carry credentials).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from contract.hashing import json_digest
+from contract.layout import CorpusLayout
+
+# The smallest video of at least 720 rows, with its audio (merged when separate);
+# otherwise the best there is.
+DEFAULT_FORMAT = "bv*[height>=720]+ba/b[height>=720]/bv*+ba/b"
+DEFAULT_FORMAT_SORT = ("+res", "+size", "+br")
+
+
+@dataclass(frozen=True)
+class FrameConfig:
+    """The frame pass: corpus fps, the rectified crop, and the drop rules' thresholds."""
+
+    fps: float = 25.0
+    crop_width: int = 900  # Audeo's network input is 900 x 100 (W x H)
+    crop_height: int = 100
+    jpeg_quality: int = 90
+    keyboard_similarity: float = 0.5
+    silence_db: float = -50.0
+    silence_floor: float = 1e-4  # absolute RMS below which a frame is always silent
+    edge_margin_s: float = 0.5
+    rest_max_s: float = 3.0
+    rest_margin_s: float = 0.5
+    batch_frames: int = 256  # frames per yielded batch
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """What decides a video's frames and audio (hashed: a video is redone when it changes)."""
+
+    frames: FrameConfig = field(default_factory=FrameConfig)
+    locate_frames: int = 24
+
+    def digest(self) -> str:
+        return json_digest(asdict(self), 12)
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How to fetch; `ytdlp` holds extra yt-dlp options passed through unchanged."""
+
+    cache: Path | None = None  # the build sets CORPUS/.cache unless told another
+    format: str = DEFAULT_FORMAT
+    format_sort: tuple[str, ...] = DEFAULT_FORMAT_SORT
+    max_duration_s: float | None = None
+    max_filesize: int | None = None  # bytes
+    retries: int = 3  # extra attempts for rate_limited / network
+    backoff_s: float = 5.0  # first wait; doubles per attempt
+    socket_timeout_s: float = 30.0
+    concurrency: int = 2  # videos at once
+    sleep_s: float = 0.0  # yt-dlp's sleep before each download
+    rate_limit: str | None = None  # bytes/s, e.g. "2M"
+    proxy: str | None = None
+    cookies: Path | None = None
+    cookies_from_browser: str | None = None
+    ytdlp: dict = field(default_factory=dict)
+
+    def recorded(self) -> dict:
+        """What decides which file a video's frames come from (the rest says how politely
+        to fetch it, or carries credentials: not recorded)."""
+        return {"format": self.format, "format_sort": list(self.format_sort), "max_duration_s": self.max_duration_s,
+                "max_filesize": self.max_filesize}
+
+
+@dataclass(frozen=True)
+class LabelerConfig:
+    """Which transcriber, with which parameters; `batch` videos per transcriber call."""
+
+    name: str = "auto"  # auto: transkun where the cluster has a GPU, basic-pitch otherwise
+    params: dict = field(default_factory=dict)
+    sustain_pedal: bool = False
+    batch: int = 1  # each video is labelled as soon as its audio is written
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    rows_per_part: int = 10_000  # frames per Parquet part
+    shard_samples: int = 10_000  # WebDataset samples per shard
+    shard_bytes: int = 500 * 2**20  # WebDataset shard size cap
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    num_cpus: int | None = None  # local Ray: default all
+    object_store_mb: int | None = None  # local Ray: default Ray's
+    address: str | None = None  # join a cluster (or $RAY_ADDRESS)
+
+
+@dataclass
+class BuildConfig:
+    out: Path
+    cache: Path | None = None  # default OUT/.cache
+    settings: VideoSettings = field(default_factory=VideoSettings)
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    ray: RayConfig = field(default_factory=RayConfig)
+    retry_failed: bool = False
+    manifest: str | None = None  # the manifest built from (recorded in corpus.json; the audit reads it)
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+
+    @property
+    def layout(self) -> CorpusLayout:
+        return CorpusLayout(self.out)
+
+    def fetch_options(self) -> FetchOptions:
+        return replace(self.fetch, cache=Path(self.cache or self.fetch.cache or self.layout.default_cache))
+
+    def recorded(self) -> dict:
+        """corpus.json's `config`: everything that decided the corpus's content."""
+        return {"frames": asdict(self.settings.frames), "locate_frames": self.settings.locate_frames,
+                "settings_digest": self.settings.digest(), **asdict(self.shards),
+                "labeler": asdict(self.labeler), "fetch": self.fetch.recorded()}
+
+    @classmethod
+    def of_corpus(cls, out: str | Path, recorded: dict, **overrides) -> "BuildConfig":
+        """The configuration a corpus was built with (corpus.json's `config`), with
+        `overrides` (the labeler of a relabel, where to run)."""
+        settings = VideoSettings(frames=FrameConfig(**recorded["frames"]), locate_frames=recorded["locate_frames"])
+        shards = ShardConfig(**{f.name: recorded[f.name] for f in fields(ShardConfig)})
+        fetch = recorded.get("fetch", {})
+        config = cls(out=Path(out), settings=settings, shards=shards,
+                     labeler=LabelerConfig(**recorded.get("labeler", {})),
+                     fetch=FetchOptions(**{**fetch, "format_sort": tuple(fetch.get("format_sort", DEFAULT_FORMAT_SORT))}))
+        # what the recorded fetch options leave out stays at its default
+        return replace(config, **overrides)

@@ -1,0 +1,71 @@
+"""corpus.json: a corpus's own description (format, the configuration it was built with,
+its label versions, the default one, the tool and dependency versions), read and written
+here only."""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+from contract.atomic import atomic_json
+from contract.layout import CorpusLayout
+
+CORPUS_FORMAT = "pianocorpus/1"
+RECORDED_PACKAGES = ("pianocorpus", "ray", "yt-dlp", "av", "opencv-python-headless", "pyarrow", "webdataset",
+                     "basic-pitch", "transkun", "torch", "onnxruntime", "numpy")
+
+
+def corpus_meta(corpus: str | Path) -> dict:
+    path = CorpusLayout(corpus).corpus_json
+    if not path.is_file():
+        raise ValueError(f"{corpus}: not a corpus (no corpus.json)")
+    return json.loads(path.read_text())
+
+
+def corpus_label_version(corpus: str | Path, label_version: str | None) -> str:
+    """The version asked for, or corpus.json's default; a clear error if it is not there."""
+    meta = corpus_meta(corpus)
+    version = label_version or meta["default_label_version"]
+    if version not in meta["label_versions"]:
+        known = ", ".join(sorted(meta["label_versions"]))
+        raise ValueError(f"{corpus}: no label version {version!r} (it has: {known})")
+    return version
+
+
+def corpus_splits(corpus: str | Path) -> list[str]:
+    """The splits that have frames (those with at least one ok video)."""
+    return CorpusLayout(corpus).splits()
+
+
+def _package_versions() -> dict[str, str | None]:
+    from importlib.metadata import version
+
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except Exception:
+            versions[name] = None
+    return versions
+
+
+def write_corpus_json(corpus: str | Path, config: dict, manifest: str | None, version: str, spec: dict,
+                      make_default: bool = False) -> None:
+    """corpus.json with `config` (BuildConfig.recorded()) and label version `version` added
+    beside the earlier ones; the first version, or `make_default`, becomes the default."""
+    path = CorpusLayout(corpus).corpus_json
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    versions = {**previous.get("label_versions", {}), version: spec}
+    default = version if make_default else previous.get("default_label_version") or version
+    atomic_json({
+        "format": CORPUS_FORMAT,
+        "created": previous.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "manifest": manifest or previous.get("manifest"),
+        "label_versions": versions,
+        "default_label_version": default,
+        "python": platform.python_version(),
+        "packages": _package_versions(),
+    }, path)

@@ -1,0 +1,129 @@
+"""One video's trip through the curation stages, as a plain function the Ray graph maps over.
+
+fetch -> probe -> keyboard (the manifest's crop, or located) -> audio (FLAC + silence
+mask) -> frame pass, into the corpus's work state. It returns the video's
+`videos.parquet` row and never raises for a bad video: a `Failure` (or anything
+unforeseen, as `other`) becomes the row's status, class and message. Every file appears
+under its name only when complete, so a killed run leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from contract.atomic import atomic_json, atomic_path
+from contract.config import FetchOptions, VideoSettings
+from contract.hashing import sha256_file
+from contract.layout import CorpusLayout
+from contract.records import FRAME_COUNTS, FRAMES_SCHEMA, new_video_row
+from contract.threads import thread_budget
+from contract.vocab import Failure
+from curation.audio import NoAudioError, load_audio, write_flac
+from curation.fetch import fetch_video
+from curation.frames import frame_pass, frame_rms, reference_crop, silent_frames
+from curation.keyboard import KeyboardNotFound, locate_in_frames, manifest_crop_location, quad_iou, sample_frames
+from curation.probe import ProbeError, probe
+from manifests.schema import ManifestRow
+
+AUDIO_RATE = 44100
+
+
+def process_video(row: ManifestRow, corpus: CorpusLayout, fetch: FetchOptions, settings: VideoSettings) -> dict:
+    """The visual and audio half of one video; its videos.parquet row, also kept in the
+    work state with the settings' digest (what resume compares)."""
+    if budget := thread_budget():
+        cv2.setNumThreads(budget)  # OpenCV's 0 would mean "no threads", not "default"
+    result = new_video_row(row.video_id, row.dataset, row.split, row.url)
+    try:
+        record = fetch_video(row, fetch)
+        if record.status != "ok":
+            raise Failure(record.error_class or "other", record.error or record.status)
+        media = fetch.cache / record.path
+        try:
+            _visual_and_audio(row, media, corpus, settings, result)
+        except av.error.FFmpegError as error:  # the container probed, the streams do not decode
+            raise Failure("corrupt", f"{media.name}: decoding fails part-way through the file ({error})") from None
+        result["status"] = "ok"
+    except Failure as failure:
+        result.update(status=failure.status, error_class=failure.error_class,
+                      error=f"{failure.error_class}: {failure}")
+    except Exception as error:  # a bug or an unforeseen input: the run goes on, the row says what
+        result.update(error_class="other",
+                      error=f"other: {type(error).__name__}: {error} | {traceback.format_exc(limit=3)[-600:]}")
+    atomic_json({**result, "settings": settings.digest()}, corpus.work.video_json(row.video_id))
+    return result
+
+
+def _visual_and_audio(row: ManifestRow, media: Path, corpus: CorpusLayout, settings: VideoSettings,
+                      result: dict) -> None:
+    try:
+        info = probe(media)
+    except ProbeError as error:  # fetch probed it; the cached file changed since
+        raise Failure("corrupt", str(error)) from None
+    if not info.has_video:
+        raise Failure("no_video", f"{media.name}: no video stream")
+    if not info.has_audio:
+        raise Failure("no_audio", f"{media.name}: no audio stream")
+    result.update(duration_s=info.duration_s, fps=info.fps, width=info.width, height=info.height,
+                  source_sha256=sha256_file(media))
+    frames, _ = sample_frames(media, settings.locate_frames)
+    if row.crop is not None:
+        location = manifest_crop_location(row.crop_quad, row.crop_frame, (info.width, info.height))
+        result["kb_located_iou"] = _located_iou(frames, location.quad, (info.height, info.width))
+    else:
+        location = locate_in_frames(frames, row.video_id)  # KeyboardNotFound is a Failure
+    result.update(kb_x0=location.bbox[0], kb_y0=location.bbox[1], kb_x1=location.bbox[2], kb_y1=location.bbox[3],
+                  kb_quad=[float(v) for corner in location.quad for v in corner], kb_score=location.score,
+                  kb_source=location.source, kb_orientation=location.orientation,
+                  kb_clipped_left=location.clipped_left, kb_clipped_right=location.clipped_right)
+    try:
+        audio, rate = load_audio(media, AUDIO_RATE)
+    except NoAudioError as error:
+        raise Failure("no_audio", str(error)) from None
+    config = replace(settings.frames, fps=row.fps or settings.frames.fps)
+    n_frames = int(round(info.duration_s * config.fps))
+    silent = silent_frames(frame_rms(audio, rate, n_frames, config.fps), config.fps, config)
+    # The keyboard without hands: the median over the frames it was seen in.
+    reference = reference_crop([frames[i] for i in location.fitted] or frames, location.quad, config)
+    counts = _write_frames(row.video_id, frame_pass(media, location.quad, reference, config, silent=silent,
+                                                    start_s=row.start_s, end_s=row.end_s),
+                           corpus.work.frames(row.video_id))
+    write_flac(corpus.audio(row.video_id), audio, rate)
+    result.update(fps=config.fps, **counts)
+
+
+def _located_iou(frames: list[np.ndarray], manifest_quad, shape: tuple[int, int]) -> float | None:
+    """How well a manifest crop agrees with where the locator finds the keyboard (IoU of
+    the two quads; None when the locator finds none): the audit flags crops far off."""
+    try:
+        located = locate_in_frames(frames)
+    except KeyboardNotFound:
+        return None
+    return round(quad_iou(manifest_quad, located.quad, shape), 4)
+
+
+def _write_frames(video_id: str, batches, path: Path) -> dict:
+    """Stream the frame pass's batches into one Parquet file (memory stays flat with
+    the video's length); the file appears under its name only when complete."""
+    counts = dict.fromkeys(FRAME_COUNTS, 0)
+    with atomic_path(path) as part:
+        with pq.ParquetWriter(part, FRAMES_SCHEMA) as writer:
+            for batch in batches:
+                writer.write_table(pa.Table.from_pylist(
+                    [{"video_id": video_id, "frame": r.frame, "t": r.t, "kept": r.kept, "drop_reason": r.drop_reason,
+                      "jpeg": r.jpeg, "keyboard_similarity": r.keyboard_similarity} for r in batch],
+                    schema=FRAMES_SCHEMA))
+                for r in batch:
+                    counts["n_frames"] += 1
+                    counts["n_kept" if r.kept else f"n_{r.drop_reason}"] += 1
+        if not counts["n_frames"]:
+            raise Failure("corrupt", f"{video_id}: no frames decoded")
+    return counts

@@ -1,0 +1,117 @@
+"""Audio -> labels, for a corpus's videos (`label_videos`, the label stage) and for one
+file (`transcribe_file`, the `transcribe` command): one flow, transcriber -> notes
+(lengthened by the pedal when the spec says so) -> rolls at the frame times + MIDI.
+
+A transcriber that raises on a video fails that video alone: its label record says
+`failed` with the exception's class and message, and the others are labelled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from contract.atomic import atomic_json, atomic_parquet, atomic_write
+from contract.config import LabelerConfig
+from contract.layout import CorpusLayout
+from contract.records import LABELS_SCHEMA, label_record
+from curation.audio import load_audio
+from labeling.midi import write_midi
+from labeling.rolls import Rolls, apply_sustain, rolls_for_frames
+from labeling.transcribers import label_spec, label_version, make_transcriber
+
+
+def labelled_notes(result, spec: dict) -> list:
+    """The transcription's notes as the labels hold them (pedal rule applied when asked)."""
+    return apply_sustain(result.notes, result.pedal) if spec["sustain_pedal"] else result.notes
+
+
+def _transcribe_each(transcriber, clips: list) -> list:
+    """Per clip its transcription or the exception it raised: a batch that raises is
+    transcribed again one clip at a time, so that one bad clip fails alone."""
+    try:
+        return transcriber.transcribe_batch(clips)
+    except Exception as error:
+        if len(clips) == 1:
+            return [error]
+    results = []
+    for clip in clips:
+        try:
+            results.append(transcriber.transcribe_batch([clip])[0])
+        except Exception as error:
+            results.append(error)
+    return results
+
+
+def label_videos(rows: list[dict], transcriber, spec: dict, version: str, corpus: CorpusLayout) -> list[dict]:
+    """Transcribe the FLAC of each ok video in one batch; its rolls at its frame times
+    into the work state, its MIDI into the corpus; one label record per video."""
+    clips, ready, records = [], [], []
+    for row in rows:
+        try:
+            clips.append(load_audio(corpus.audio(row["video_id"])))
+            ready.append(row)
+        except Exception as error:  # NoAudioError, or the file is gone
+            records.append(_fail(corpus, version, row["video_id"], error))
+    for row, result in zip(ready, _transcribe_each(transcriber, clips) if clips else []):
+        try:
+            if isinstance(result, Exception):
+                raise result
+            records.append(_write_labels(corpus, version, spec, row, result))
+        except Exception as error:
+            records.append(_fail(corpus, version, row["video_id"], error))
+    return records
+
+
+def _write_labels(corpus: CorpusLayout, version: str, spec: dict, row: dict, result) -> dict:
+    notes = labelled_notes(result, spec)
+    n = int(row["n_frames"])
+    rolls = rolls_for_frames(notes, n, float(row["fps"]))
+    table = pa.Table.from_pydict({
+        "video_id": [row["video_id"]] * n, "frame": np.arange(n, dtype=np.int32),
+        "frame_roll": list(rolls.frame), "onset_roll": list(rolls.onset), "offset_roll": list(rolls.offset),
+        "velocity": list(rolls.velocity)}, schema=LABELS_SCHEMA)
+    write_midi(notes, corpus.midi(version, row["video_id"]), result.pedal)
+    atomic_parquet(table, corpus.work.label_rolls(version, row["video_id"]))
+    record = label_record(row["video_id"], n_notes=len(notes))
+    atomic_json(record, corpus.work.label_record(version, row["video_id"]))
+    return record
+
+
+def _fail(corpus: CorpusLayout, version: str, video_id: str, error: Exception) -> dict:
+    record = label_record(video_id, error=f"{type(error).__name__}: {error}")
+    atomic_json(record, corpus.work.label_record(version, video_id))
+    return record
+
+
+def transcribe_file(media: Path, labeler: LabelerConfig, fps: float, midi: Path, rolls: Path | None = None) -> dict:
+    """One file's audio (or a video's audio track) -> MIDI, and the rolls at `fps` as .npz
+    when `rolls` is given; returns what was done (notes, seconds, device, label version)."""
+    import time
+
+    if not Path(media).is_file():
+        raise ValueError(f"{media}: no such file")
+    audio, rate = load_audio(media)
+    started = time.perf_counter()
+    transcriber = make_transcriber(labeler.name, **labeler.params)
+    result = transcriber.transcribe(audio, rate)
+    spec = label_spec(transcriber.name, labeler.params, fps, labeler.sustain_pedal)
+    version = label_version(spec)
+    notes = labelled_notes(result, spec)
+    seconds = time.perf_counter() - started
+    write_midi(notes, midi, result.pedal)
+    if rolls is not None:
+        made = rolls_for_frames(notes, int(round(len(audio) / rate * fps)), fps)
+        atomic_write(Path(rolls), lambda part: _save_rolls(part, made, fps, version, spec))
+    return {"notes": len(notes), "audio_s": len(audio) / rate, "seconds": seconds, "labeler": transcriber.name,
+            "device": transcriber.device, "label_version": version}
+
+
+def _save_rolls(path: Path, rolls: Rolls, fps: float, version: str, spec: dict) -> None:
+    with open(path, "wb") as handle:  # a file object: numpy would add .npz to the temporary name
+        np.savez_compressed(handle, frame_roll=rolls.frame, onset_roll=rolls.onset, offset_roll=rolls.offset,
+                            velocity=rolls.velocity, fps=fps, label_version=version,
+                            label_spec=json.dumps({**spec, "label_version": version}))
