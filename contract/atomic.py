@@ -1,9 +1,12 @@
-"""Files that appear only complete: written under NAME.part, then renamed into place."""
+"""Files that appear only complete: written under a temporary name unique to the writer
+(NAME.PID-TOKEN.part), then renamed into place. Two writers of the same file never share
+a temporary file, so neither can pull the other's away; the last rename wins whole."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +16,18 @@ import pyarrow.parquet as pq
 
 
 def part_path(path: Path) -> Path:
-    return path.with_name(path.name + ".part")
+    return path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+
+
+def remove_stale_parts(root: Path, skip: tuple[str, ...] = ()) -> int:
+    """Delete the temporary files a killed writer left under `root` (not under the
+    top-level folders named in `skip`); only the holder of the corpus lock calls this."""
+    removed = 0
+    for path in Path(root).rglob("*.part"):
+        if path.is_file() and path.relative_to(root).parts[0] not in skip:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 @contextmanager

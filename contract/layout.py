@@ -61,6 +61,11 @@ class WorkLayout:
     def label_record(self, version: str, video_id: str) -> Path:
         return self.labels_dir(version) / f"{video_id}.json"
 
+    @property
+    def published(self) -> Path:
+        """What the published files were last assembled from (a digest): an unchanged re-run skips assembly."""
+        return self.root / "published.json"
+
     def label_versions(self) -> list[str]:
         folder = self.root / "labels"
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []

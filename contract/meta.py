@@ -21,7 +21,13 @@ def corpus_meta(corpus: str | Path) -> dict:
     path = CorpusLayout(corpus).corpus_json
     if not path.is_file():
         raise ValueError(f"{corpus}: not a corpus (no corpus.json)")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); rebuild the corpus, or restore the file") from None
+    if not isinstance(meta, dict) or "label_versions" not in meta:
+        raise ValueError(f"{path}: not a corpus description (no label_versions)")
+    return meta
 
 
 def corpus_label_version(corpus: str | Path, label_version: str | None) -> str:
@@ -52,12 +58,17 @@ def _package_versions() -> dict[str, str | None]:
 
 
 def write_corpus_json(corpus: str | Path, config: dict, manifest: str | None, version: str, spec: dict,
-                      make_default: bool = False) -> None:
+                      make_default: bool = False, files: dict | None = None) -> None:
     """corpus.json with `config` (BuildConfig.recorded()) and label version `version` added
-    beside the earlier ones; the first version, or `make_default`, becomes the default."""
+    beside the earlier ones (the first, or `make_default`, becomes the default); `files`
+    (contract/integrity.py) replaces the records of the files it names, by kind, split
+    and label version."""
     path = CorpusLayout(corpus).corpus_json
     previous = json.loads(path.read_text()) if path.is_file() else {}
     versions = {**previous.get("label_versions", {}), version: spec}
+    recorded = previous.get("files", {})
+    files = {**recorded, **{k: v for k, v in (files or {}).items() if k not in ("labels", "wds")},
+             **{kind: {**recorded.get(kind, {}), **(files or {}).get(kind, {})} for kind in ("labels", "wds")}}
     default = version if make_default else previous.get("default_label_version") or version
     atomic_json({
         "format": CORPUS_FORMAT,
@@ -66,6 +77,7 @@ def write_corpus_json(corpus: str | Path, config: dict, manifest: str | None, ve
         "manifest": manifest or previous.get("manifest"),
         "label_versions": versions,
         "default_label_version": default,
+        "files": files,
         "python": platform.python_version(),
         "packages": _package_versions(),
     }, path)

@@ -8,6 +8,9 @@ with the stage that gives it and what it means (the README's table is this one).
 
 from __future__ import annotations
 
+import errno
+import os
+
 STATUSES = ("ok", "failed", "skipped")
 
 # Checked in this order; the first that applies is the frame's reason.
@@ -29,10 +32,22 @@ ERROR_CLASSES: dict[str, tuple[str, str]] = {
     "no_keyboard": ("video", "no 88-key keyboard in the sampled frames"),
     "partial_keyboard": ("video", "keys seen, but never the full 88 (cropped, 61/76 keys, out of the frame)"),
     "labels": ("labels", "the transcriber failed on the video's audio; the message says how"),
+    "resources": ("any", "the machine ran out of disk space or memory: not kept as the video's verdict, a re-run tries again"),
     "other": ("any", "anything unforeseen (a bug): the message ends with the traceback's last lines"),
 }
 TRANSIENT = frozenset({"rate_limited", "network"})  # retried by fetch
 SKIPPED = frozenset({"no_url"})  # the row's status is `skipped`
+NOT_FINAL = frozenset({"resources"})  # a re-run tries the video again
+_RESOURCE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENOMEM)
+_RESOURCE_WORDS = tuple(os.strerror(number) for number in _RESOURCE_ERRNOS)
+
+
+def is_resource_error(error: BaseException) -> bool:
+    """Out of disk, quota, file size or memory, however the library reports it (pyarrow
+    and FFmpeg give the words, not always the errno)."""
+    if isinstance(error, MemoryError) or getattr(error, "errno", None) in _RESOURCE_ERRNOS:
+        return True
+    return any(words in str(error) for words in _RESOURCE_WORDS)
 
 
 class Failure(Exception):

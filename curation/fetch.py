@@ -37,6 +37,7 @@ SOURCES_GROUP = "pianocorpus.sources"
 
 # (class, lower-case fragments of yt-dlp's message), checked in order.
 _PATTERNS = (
+    ("too_large", ("larger than --max-filesize",)),
     ("private", ("private video", "this video is private")),
     ("bot_check", ("sign in to confirm", "not a bot", "login required", "sign in to view", "cookies")),
     ("rate_limited", ("http error 429", "too many requests", "rate-limit", "rate limit")),
@@ -87,6 +88,11 @@ def resolve_source(url: str, cache: Path) -> str:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         local = Path(unquote(parsed.path))
+        if parsed.netloc not in ("", "localhost"):
+            raise Failure("unavailable", f"{url}: a file URL on another host ({parsed.netloc}); "
+                                         "only this machine's files can be read (file:///path)")
+        if local.is_dir():
+            raise Failure("unavailable", f"{local}: a folder, not a media file")
         if not local.is_file():
             raise Failure("unavailable", f"local file not found: {local}")
         return url
@@ -112,6 +118,21 @@ class _YtdlpLog:
         self.lines.append(message)
 
     info = warning = error = debug
+
+
+def _size_guard(limit: int):
+    """A progress hook that stops a download once more than `limit` bytes have arrived,
+    whether or not the server said how many would come."""
+    import yt_dlp
+
+    class TooLarge(yt_dlp.utils.DownloadCancelled):
+        msg = f"larger than --max-filesize {limit} bytes (stopped while downloading)"
+
+    def hook(progress: dict) -> None:
+        if (progress.get("downloaded_bytes") or 0) > limit:
+            raise TooLarge()
+
+    return hook
 
 
 def ytdlp_params(options: FetchOptions, workdir: Path, video_id: str, log: _YtdlpLog) -> dict:
@@ -144,7 +165,8 @@ def ytdlp_params(options: FetchOptions, workdir: Path, video_id: str, log: _Ytdl
 
         params["match_filter"] = too_long
     if options.max_filesize is not None:
-        params["max_filesize"] = options.max_filesize
+        params["max_filesize"] = options.max_filesize  # yt-dlp's check: only when the size is announced
+        params["progress_hooks"] = [_size_guard(options.max_filesize)]  # ours: as the bytes arrive
     if options.sleep_s:
         params["sleep_interval"] = options.sleep_s
     if options.rate_limit:
@@ -176,9 +198,11 @@ def _download_once(url: str, video_id: str, options: FetchOptions) -> tuple[Path
     try:
         with yt_dlp.YoutubeDL(params) as ydl:
             info = ydl.extract_info(url, download=True) or {}
-    except yt_dlp.utils.DownloadError as error:
+    except yt_dlp.utils.YoutubeDLError as error:  # DownloadError, and RequestError (a redirect to file://...)
         shutil.rmtree(workdir, ignore_errors=True)  # a partial file never looks complete
         message = str(error).replace("\r", "").removeprefix("ERROR: ").strip()
+        if "No connection adapters" in message:
+            message = f"refused: the server redirects to a URL that is not HTTP(S) ({message})"
         raise Failure(classify_error(message), message) from None
     finished = [p for p in workdir.iterdir() if p.suffix.lower() in MEDIA_SUFFIXES]
     if not finished:
@@ -237,6 +261,10 @@ def fetch_video(row: ManifestRow, options: FetchOptions) -> FetchRecord:
         record.duration_s, record.width, record.height = _check_media(path, options)
     except Failure as failure:
         record.error_class, record.error = failure.error_class, str(failure)
+        record.seconds = round(time.perf_counter() - started, 3)
+        return record
+    except Exception as error:  # unforeseen: this row fails, the others go on
+        record.error_class, record.error = "other", f"{type(error).__name__}: {error}"
         record.seconds = round(time.perf_counter() - started, 3)
         return record
     record.status, record.path, record.bytes = "ok", path.name, path.stat().st_size

@@ -662,12 +662,25 @@ def sample_frames(path: str | Path, n: int = 24) -> tuple[list[np.ndarray], tupl
                     if frame.pts is not None and frame.pts * base >= target - slot / 2:
                         frames.append(frame.to_ndarray(format="bgr24"))
                         break
-        if not frames:  # no duration known: every step-th frame of a full decode
+        if not frames:  # no duration known: evenly spaced frames of a full decode
             container.seek(0)
-            frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(container.decode(stream)) if i % 12 == 6]
+            frames = _evenly_spaced(container.decode(stream), n)
     if not frames:
         raise KeyboardNotFound("no_keyboard", f"{path}: no decodable frames")
     return frames, (frames[0].shape[1], frames[0].shape[0])
+
+
+def _evenly_spaced(decoded, n: int) -> list[np.ndarray]:
+    """About `n` to 2n frames spread over a stream of unknown length, holding no more than
+    2n at a time: every step-th frame is kept, and when 2n are held, every other one is
+    dropped and the step doubles (memory stays flat however long the video)."""
+    kept, step = [], 1
+    for i, frame in enumerate(decoded):
+        if i % step == 0:
+            kept.append(frame.to_ndarray(format="bgr24"))
+            if len(kept) >= 2 * n:
+                kept, step = kept[::2], step * 2
+    return kept
 
 
 def _work_scale(frame: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from contract.hashing import sha256_file
 from contract.layout import CorpusLayout
 from contract.records import FRAME_COUNTS, FRAMES_SCHEMA, new_video_row
 from contract.threads import thread_budget
-from contract.vocab import Failure
+from contract.vocab import NOT_FINAL, Failure, is_resource_error
 from curation.audio import NoAudioError, load_audio, write_flac
 from curation.fetch import fetch_video
 from curation.frames import frame_pass, frame_rms, reference_crop, silent_frames
@@ -55,10 +55,17 @@ def process_video(row: ManifestRow, corpus: CorpusLayout, fetch: FetchOptions, s
     except Failure as failure:
         result.update(status=failure.status, error_class=failure.error_class,
                       error=f"{failure.error_class}: {failure}")
-    except Exception as error:  # a bug or an unforeseen input: the run goes on, the row says what
-        result.update(error_class="other",
-                      error=f"other: {type(error).__name__}: {error} | {traceback.format_exc(limit=3)[-600:]}")
-    atomic_json({**result, "settings": settings.digest()}, corpus.work.video_json(row.video_id))
+    except Exception as error:
+        if is_resource_error(error):  # disk full, memory: the machine's state, not the video's
+            result.update(error_class="resources", error=f"resources: {type(error).__name__}: {error}")
+        else:  # a bug or an unforeseen input: the run goes on, the row says what
+            result.update(error_class="other",
+                          error=f"other: {type(error).__name__}: {error} | {traceback.format_exc(limit=3)[-600:]}")
+    final = result["error_class"] not in NOT_FINAL
+    try:
+        atomic_json({**result, "settings": settings.digest(), "final": final}, corpus.work.video_json(row.video_id))
+    except OSError as error:  # the disk is still full: the row comes back, nothing is kept
+        result.update(error_class="resources", error=f"resources: {type(error).__name__}: {error}")
     return result
 
 

@@ -17,6 +17,7 @@ def read_raw_rows(path: Path) -> list[tuple[int, str, dict]]:
     if suffix in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            _check_unique(path, reader.fieldnames or [])
             rows = []
             for raw in reader:
                 line = reader.line_num
@@ -31,9 +32,11 @@ def read_raw_rows(path: Path) -> list[tuple[int, str, dict]]:
             if not text.strip():
                 continue
             try:
-                raw = json.loads(text)
+                raw = json.loads(text, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as error:
                 raise ManifestError([f"{path}:{line}: not valid JSON ({error.msg})"]) from None
+            except _DuplicateKey as error:
+                raise ManifestError([f"{path}:{line}: {error}: key appears twice in the object"]) from None
             if not isinstance(raw, dict):
                 raise ManifestError([f"{path}:{line}: expected a JSON object per line"])
             rows.append((line, f"{path}:{line}", raw))
@@ -45,6 +48,26 @@ def read_raw_rows(path: Path) -> list[tuple[int, str, dict]]:
         _check_header(path, table.column_names)
         return [(i + 1, f"{path}:row {i + 1}", raw) for i, raw in enumerate(table.to_pylist())]
     raise ManifestError([f"{path}: unsupported manifest format {suffix!r} (use .csv, .tsv, .jsonl or .parquet)"])
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are all different (json.loads would keep the last)."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def _check_unique(path: Path, columns: list[str]) -> None:
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ManifestError([f"{path}:1: {twice[0]}: column appears twice in the header (csv would keep the last)"])
 
 
 def _check_header(path: Path, columns: list[str]) -> None:

@@ -151,6 +151,10 @@ def validate_row(raw: dict, where: str, base_dir: Path) -> tuple[ManifestRow | N
     def bad(column: str, message: str) -> None:
         problems.append(f"{where}: {column}: {message}")
 
+    for column, value in list(raw.items()):
+        if value is not None and not isinstance(value, (str, int, float)) and not (column == "crop" and isinstance(value, list)):
+            bad(column, f"expected text or a number, got a {type(value).__name__} ({str(value)[:40]!r})")
+            raw = {**raw, column: None}
     video_id = _cell(raw, "video_id") or ""
     if not video_id:
         bad("video_id", "missing (required)")
@@ -176,7 +180,7 @@ def validate_row(raw: dict, where: str, base_dir: Path) -> tuple[ManifestRow | N
             except ValueError:
                 bad(column, f"{cell!r} is not a number")
                 continue
-            if not numbers[column] >= 0 or (column == "fps" and not 0 < numbers[column] <= 240):
+            if not 0 <= numbers[column] < float("inf") or (column == "fps" and not 0 < numbers[column] <= 240):
                 bad(column, f"{cell} is out of range")
     if numbers["start_s"] is not None and numbers["end_s"] is not None and numbers["end_s"] <= numbers["start_s"]:
         bad("end_s", f"end {numbers['end_s']:g} s is not after start {numbers['start_s']:g} s")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract.layout import CorpusLayout
@@ -126,10 +127,16 @@ def _parts(corpus: Path, split: str, version: str) -> list[tuple[Path, Path]]:
 
 
 def _part_tables(frames_path: Path, labels_path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    frames = pq.read_table(frames_path, columns=["video_id", "frame", "kept"]).to_pandas()
-    if not labels_path.is_file():
+    """A part pair's tables; labels None when that part is missing or unreadable (the file
+    checks name it), and no frames when the frames part is."""
+    try:
+        frames = pq.read_table(frames_path, columns=["video_id", "frame", "kept"]).to_pandas()
+    except (OSError, pa.ArrowException):
+        frames = pd.DataFrame({"video_id": [], "frame": [], "kept": []})
+    try:
+        return frames, pq.read_table(labels_path, columns=["video_id", "frame", "frame_roll"]).to_pandas()
+    except (OSError, pa.ArrowException):
         return frames, None
-    return frames, pq.read_table(labels_path, columns=["video_id", "frame", "frame_roll"]).to_pandas()
 
 
 def label_figures(corpus: Path, videos: pd.DataFrame, version: str) -> tuple[dict, list[dict]]:
@@ -171,6 +178,14 @@ def pair_problems(frames: pd.DataFrame, labels: pd.DataFrame | None, frames_path
             out.append({"check": check, "where": f"{frames_path.name} / {labels_path}", "count": len(missing),
                         "detail": f"e.g. {example[0]} frame {example[1]}"})
     return out
+
+
+def file_checks(corpus: Path) -> list[dict]:
+    """corpus.json's file records against the disk (sizes, not hashes: `verify` reads those)."""
+    from contract.integrity import verify_corpus
+
+    return [{"check": "files", "where": problem.split(": ", 1)[0], "count": 1,
+             "detail": problem.split(": ", 1)[-1]} for problem in verify_corpus(corpus, hashes=False)["problems"]]
 
 
 def duplicate_checks(videos: pd.DataFrame) -> list[dict]:
@@ -286,7 +301,7 @@ def audit(corpus: str | Path, label_version: str | None = None, compare: str | N
     table = video_table(corpus, videos)
     result = {"corpus": str(corpus), "label_version": version, "manifest": manifest_path,
               "splits": split_figures(videos), "published": published_comparison(videos, manifest_rows(manifest_path)),
-              "labels": labels, "videos": table, "checks": duplicate_checks(videos) + pairing,
+              "labels": labels, "videos": table, "checks": file_checks(corpus) + duplicate_checks(videos) + pairing,
               "flags": dict(Counter(f for v in table for f in v["flags"]))}
     if other:
         result["compare"] = compare_versions(corpus, videos, version, other)

@@ -25,11 +25,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contract.atomic import atomic_json, atomic_parquet
+from contract.atomic import atomic_json, atomic_parquet, remove_stale_parts
 from contract.config import BuildConfig, LabelerConfig, RayConfig
+from contract.hashing import json_digest
+from contract.integrity import check_files, expected_files, file_record
 from contract.layout import CorpusLayout
+from contract.lock import corpus_lock
 from contract.meta import corpus_meta, write_corpus_json
-from contract.records import VIDEOS_SCHEMA, video_totals
+from contract.records import VIDEOS_SCHEMA, new_video_row, video_totals
 from curation.video import process_video
 from labeling.label import label_videos
 from labeling.transcribers import label_spec, label_version, resolve_labeler
@@ -116,6 +119,8 @@ def _video_done(config: BuildConfig, row: ManifestRow) -> dict | None:
     done = json.loads(path.read_text())
     if done.get("settings") != config.settings.digest() or done.get("url") != row.url:
         return None
+    if done.get("final") is False:  # out of disk or memory last time: try again
+        return None
     if done["status"] == "ok" and not config.layout.work.frames(row.video_id).is_file():
         return None
     if done["status"] != "ok" and config.retry_failed:
@@ -176,7 +181,10 @@ def _video_rows(config: BuildConfig, rows: list[ManifestRow], version: str) -> l
     """videos.parquet's rows from the work state; an ok video whose labels failed fails as `labels`."""
     corpus, out = config.layout, []
     for row in sorted(rows, key=lambda r: r.video_id):
-        done = json.loads(corpus.work.video_json(row.video_id).read_text())
+        path = corpus.work.video_json(row.video_id)
+        done = json.loads(path.read_text()) if path.is_file() else {
+            **new_video_row(row.video_id, row.dataset, row.split, row.url), "error_class": "resources",
+            "error": "resources: the video's result could not be written (is the disk full?)"}
         label = _label_record(corpus, version, row.video_id)
         done.update(label_status=label.get("label_status"), n_notes=label.get("n_notes"))
         if done["status"] == "ok" and label.get("label_status") != "ok":
@@ -197,29 +205,33 @@ def assemble(config: BuildConfig, video_rows: list[dict], version: str, spec: di
     """frames/, labels/VERSION/, wds/VERSION/, stats/, videos.parquet, corpus.json."""
     corpus = config.layout
     atomic_parquet(pa.Table.from_pylist(video_rows, schema=VIDEOS_SCHEMA), corpus.videos)
-    for split, ids in _ok_by_split(video_rows).items():
-        write_frame_parts([corpus.work.frames(v) for v in ids], corpus.frames_dir(split), config.shards.rows_per_part)
-    stats = write_label_version(config, video_rows, version, spec)
+    files = {"videos": file_record(corpus.videos, rows=len(video_rows)),
+             "frames": {split: write_frame_parts([corpus.work.frames(v) for v in ids], corpus.frames_dir(split),
+                                                 config.shards.rows_per_part)
+                        for split, ids in _ok_by_split(video_rows).items()}}
+    stats = write_label_version(config, video_rows, version, spec, files=files)
     stats["totals"] = video_totals(video_rows)
     atomic_json(stats, corpus.summary_json)
     return stats
 
 
 def write_label_version(config: BuildConfig, video_rows: list[dict], version: str, spec: dict,
-                        make_default: bool = False) -> dict:
+                        make_default: bool = False, files: dict | None = None) -> dict:
     """labels/VERSION/ and wds/VERSION/ from the corpus's frame parts and the label work
-    files; the version and the configuration into corpus.json."""
+    files; the version, the configuration and the file records (`files`: those of
+    videos.parquet and the frames parts when they were written too) into corpus.json."""
     corpus = config.layout
-    stats = {"splits": {}}
+    stats, labels, wds = {"splits": {}}, {}, {}
     for split, ids in _ok_by_split(video_rows).items():
         frames_parts = corpus.frame_parts(split)
         sources = {v: corpus.work.label_rolls(version, v) for v in ids}
-        write_label_parts(frames_parts, sources, corpus.label_parts_dir(version, split))
-        shards = write_wds_shards(frames_parts, sources, split, version, corpus, config.shards)
-        stats["splits"][split] = {"videos": len(ids), "parquet_parts": len(frames_parts), "wds_shards": len(shards),
-                                  "samples": sum(s["count"] for s in shards)}
+        labels[split] = write_label_parts(frames_parts, sources, corpus.label_parts_dir(version, split))
+        wds[split] = write_wds_shards(frames_parts, sources, split, version, corpus, config.shards)
+        stats["splits"][split] = {"videos": len(ids), "parquet_parts": len(frames_parts), "wds_shards": len(wds[split]),
+                                  "samples": sum(s["samples"] for s in wds[split])}
     atomic_json({**spec, "label_version": version}, corpus.label_json(version))
-    write_corpus_json(corpus.root, config.recorded(), config.manifest, version, spec, make_default)
+    write_corpus_json(corpus.root, config.recorded(), config.manifest, version, spec, make_default,
+                      files={**(files or {}), "labels": {version: labels}, "wds": {version: wds}})
     return stats
 
 
@@ -227,18 +239,52 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
     """Build (or resume) the corpus; returns the stats written to stats/summary.json."""
     manifest = load_manifest(manifest_path)
     rows = list(manifest.rows)
-    started_here = not ray_is_up()
+    if config.layout.corpus_json.exists():
+        corpus_meta(config.out)  # a damaged corpus.json is named now, not after the whole run
     config.manifest = str(Path(manifest.path).resolve())
-    config.out.mkdir(parents=True, exist_ok=True)
-    labeler = _resolved(config.labeler, config.ray)
-    spec, version = _label_spec(config, labeler)
-    started = time.perf_counter()
-    run_graph(config, rows, labeler, spec, version)
-    with ray_stopping(started_here):
-        video_rows = _video_rows(config, rows, version)
-        stats = assemble(config, video_rows, version, spec)
+    with corpus_lock(config.out, "build"):
+        remove_stale_parts(config.out, skip=(config.layout.default_cache.name,))
+        started_here = not ray_is_up()
+        labeler = _resolved(config.labeler, config.ray)
+        spec, version = _label_spec(config, labeler)
+        started = time.perf_counter()
+        run_graph(config, rows, labeler, spec, version)
+        with ray_stopping(started_here):
+            video_rows = _video_rows(config, rows, version)
+            inputs = _assembly_inputs(config, video_rows, version, spec)
+            stats = _published_unchanged(config, inputs)
+            if stats is None:
+                stats = assemble(config, video_rows, version, spec)
+                atomic_json({"inputs": inputs}, config.layout.work.published)
     stats["label_version"], stats["seconds"] = version, round(time.perf_counter() - started, 1)
     return stats
+
+
+def _assembly_inputs(config: BuildConfig, video_rows: list[dict], version: str, spec: dict) -> str:
+    """A digest of everything the published files are made from: the configuration, the
+    rows, the label spec and each ok video's work files (size and modification time)."""
+    work, stamps = config.layout.work, []
+    for row in video_rows:
+        if row["status"] == "ok":
+            for path in (work.frames(row["video_id"]), work.label_rolls(version, row["video_id"])):
+                stat = path.stat()
+                stamps.append([path.name, stat.st_size, stat.st_mtime_ns])
+    return json_digest({"config": config.recorded(), "manifest": config.manifest, "rows": video_rows,
+                        "version": version, "spec": spec, "work": stamps}, 32)
+
+
+def _published_unchanged(config: BuildConfig, inputs: str) -> dict | None:
+    """The published summary when the corpus was assembled from these very inputs and its
+    files are all in place: a re-run that changes nothing rewrites nothing."""
+    corpus = config.layout
+    published = corpus.work.published
+    if not (published.is_file() and corpus.summary_json.is_file() and corpus.corpus_json.is_file()):
+        return None
+    if json.loads(published.read_text()).get("inputs") != inputs:
+        return None
+    if check_files(expected_files(corpus, corpus_meta(corpus.root).get("files", {}))):
+        return None  # damaged since: assemble again (the repair)
+    return json.loads(corpus.summary_json.read_text())
 
 
 def _resolved(labeler: LabelerConfig, ray_config: RayConfig) -> LabelerConfig:
@@ -263,6 +309,17 @@ def relabel(corpus: str | Path, labeler: LabelerConfig = LabelerConfig(), make_d
     if not layout.videos.is_file():
         raise ValueError(f"{corpus}: not a corpus (no videos.parquet)")
     meta = corpus_meta(corpus)
+    with corpus_lock(corpus, "relabel"):
+        remove_stale_parts(layout.root, skip=(layout.default_cache.name,))
+        return _relabel(layout, meta, labeler, make_default, ray)
+
+
+def _relabel(layout: CorpusLayout, meta: dict, labeler: LabelerConfig, make_default: bool, ray: RayConfig) -> dict:
+    corpus = layout.root
+    damaged = check_files(expected_files(layout, {"frames": meta.get("files", {}).get("frames", {})}))
+    if damaged:
+        raise ValueError(f"{corpus}: frames parts damaged, new labels would not match them: {'; '.join(damaged[:5])}. "
+                         "Re-run the build to repair them first (`pianocorpus verify` lists every problem)")
     config = BuildConfig.of_corpus(corpus, meta["config"], ray=ray, manifest=meta.get("manifest"))
     videos = [v for v in pq.read_table(layout.videos).to_pylist() if v["status"] == "ok"]
     started_here = not ray_is_up()

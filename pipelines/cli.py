@@ -115,21 +115,14 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from yt_dlp.utils import parse_bytes
-
     from contract.config import FetchOptions
     from curation.fetch import fetch_manifest
     from manifests.loader import load_manifest
 
     manifest = load_manifest(args.manifest)
     extra = _parse_key_values(args.ytdlp_option, "--ytdlp-option")
-    max_filesize = None
-    if args.max_filesize:
-        max_filesize = parse_bytes(args.max_filesize)
-        if max_filesize is None:
-            raise ValueError(f"--max-filesize {args.max_filesize!r}: not a size (e.g. 500M)")
     options = FetchOptions(cache=args.cache, format=args.format, max_duration_s=args.max_duration,
-                           max_filesize=max_filesize, retries=args.retries, backoff_s=args.backoff,
+                           max_filesize=_bytes(args.max_filesize), retries=args.retries, backoff_s=args.backoff,
                            socket_timeout_s=args.socket_timeout, concurrency=args.concurrency, sleep_s=args.sleep,
                            rate_limit=args.rate_limit, proxy=args.proxy, cookies=args.cookies,
                            cookies_from_browser=args.cookies_from_browser, ytdlp=extra)
@@ -148,6 +141,18 @@ def _run_fetch(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     print(f"{args.cache / 'fetch.parquet'}: {summary}")
     return 0 if all(r.status != "failed" for r in records) else 1
+
+
+def _bytes(size: str | None) -> int | None:
+    """--max-filesize's 500M, 2G, 1000 as bytes."""
+    from yt_dlp.utils import parse_bytes
+
+    if size is None:
+        return None
+    value = parse_bytes(size)
+    if value is None:
+        raise ValueError(f"--max-filesize {size!r}: not a size (e.g. 500M)")
+    return value
 
 
 def _add_transcribe(sub: argparse._SubParsersAction) -> None:
@@ -250,6 +255,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--object-store-mb", type=int, help="local Ray: object store size")
     p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
     p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer videos")
+    p.add_argument("--max-filesize", metavar="SIZE", help="refuse larger downloads, e.g. 500M (class too_large)")
     p.set_defaults(run=_run_build)
 
 
@@ -292,7 +298,8 @@ def _run_build(args: argparse.Namespace) -> int:
                          labeler=_labeler_config(args),
                          shards=ShardConfig(rows_per_part=args.rows_per_part, shard_samples=args.shard_samples,
                                             shard_bytes=args.shard_mb * 2**20),
-                         fetch=FetchOptions(max_duration_s=args.max_duration), retry_failed=args.retry_failed,
+                         fetch=FetchOptions(max_duration_s=args.max_duration, max_filesize=_bytes(args.max_filesize)),
+                         retry_failed=args.retry_failed,
                          ray=RayConfig(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
                                        address=args.address))
     stats = build(args.manifest, config)
@@ -458,6 +465,27 @@ def _percent(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.1f} %"
 
 
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="check every file of a corpus against corpus.json's records",
+                       description="Check that every part and shard corpus.json lists is present, of its size and "
+                                   "content (sha256), that no stale part lies beside them and that each label "
+                                   "version labels the current frames; say what repairs it. Exit 1 on a problem.")
+    p.add_argument("corpus", type=Path, metavar="CORPUS")
+    p.add_argument("--quick", action="store_true", help="sizes only, no hashes")
+    p.set_defaults(run=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from contract.integrity import verify_corpus
+
+    result = verify_corpus(args.corpus, hashes=not args.quick)
+    for problem in result["problems"]:
+        print(problem)
+    print(f"{args.corpus}: {result['files']} files checked{' (sizes only)' if args.quick else ''}, "
+          f"{len(result['problems'])} problem(s); {result['repair']}")
+    return 1 if result["problems"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pianocorpus", description="Clean, sharded, labelled corpora from top-view piano videos.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -471,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_audit(sub)
+    _add_verify(sub)
     return parser
 
 

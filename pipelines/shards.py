@@ -22,14 +22,18 @@ import pyarrow.parquet as pq
 
 from contract.atomic import atomic_json, atomic_parquet, atomic_path
 from contract.config import ShardConfig
+from contract.integrity import file_record
 from contract.layout import CorpusLayout, part_files, part_name, shard_name
 from contract.records import FRAMES_SCHEMA, LABELS_SCHEMA
 
 
-def _clear(folder: Path) -> None:
-    """Remove an earlier assembly's parts, so a smaller rebuild leaves no stale part."""
-    for stale in part_files(folder):
-        stale.unlink()
+def _remove_others(existing: list[Path], written: list[dict]) -> None:
+    """After the new files are in place (each renamed over its old namesake, so no file a
+    reader opens is ever missing), remove the earlier assembly's files beyond them."""
+    names = {record["name"] for record in written}
+    for stale in existing:
+        if stale.name not in names:
+            stale.unlink(missing_ok=True)
 
 
 def _parts(tables: Iterator[pa.Table], rows_per_part: int) -> Iterator[pa.Table]:
@@ -46,14 +50,16 @@ def _parts(tables: Iterator[pa.Table], rows_per_part: int) -> Iterator[pa.Table]
         yield pa.concat_tables(buffer)
 
 
-def write_frame_parts(sources: list[Path], folder: Path, rows_per_part: int) -> list[Path]:
-    """The per-video frame tables, in order, as folder/part-NNNNN.parquet."""
-    _clear(folder)
-    paths = []
+def write_frame_parts(sources: list[Path], folder: Path, rows_per_part: int) -> list[dict]:
+    """The per-video frame tables, in order, as folder/part-NNNNN.parquet; a file record
+    (name, size, hash, rows, kept frames) of each."""
+    existing, records = part_files(folder), []
     for n, table in enumerate(_parts((pq.read_table(p, schema=FRAMES_SCHEMA) for p in sources), rows_per_part)):
-        paths.append(folder / part_name(n))
-        atomic_parquet(table, paths[-1])
-    return paths
+        atomic_parquet(table, folder / part_name(n))
+        kept = int(pa.compute.sum(table.column("kept")).as_py() or 0)
+        records.append(file_record(folder / part_name(n), rows=table.num_rows, kept=kept))
+    _remove_others(existing, records)
+    return records
 
 
 def _frame_parts(frames_parts: list[Path], columns: list[str] | None = None) -> Iterator[pa.Table]:
@@ -83,16 +89,17 @@ def _runs(video_ids: list[str]) -> Iterator[tuple[str, int, int]]:
             start = i
 
 
-def write_label_parts(frames_parts: list[Path], sources: dict[str, Path], folder: Path) -> int:
-    """labels part N holds the rolls of exactly the frames of frames part N."""
-    _clear(folder)
-    labels = _LabelTables(sources)
-    for n, table in enumerate(_frame_parts(frames_parts, ["video_id", "frame"])):
+def write_label_parts(frames_parts: list[Path], sources: dict[str, Path], folder: Path) -> list[dict]:
+    """The labels part of the same name as each frames part holds the rolls of exactly its
+    frames; a file record of each."""
+    existing, labels, records = part_files(folder), _LabelTables(sources), []
+    for frames_part, table in zip(frames_parts, _frame_parts(frames_parts, ["video_id", "frame"])):
         ids, frames = table.column("video_id").to_pylist(), table.column("frame").to_pylist()
         pieces = [labels.rows(v, frames[a:b]) for v, a, b in _runs(ids)]
-        atomic_parquet(pa.concat_tables(pieces) if pieces else LABELS_SCHEMA.empty_table(),
-                        folder / part_name(n))
-    return len(frames_parts)
+        atomic_parquet(pa.concat_tables(pieces) if pieces else LABELS_SCHEMA.empty_table(), folder / frames_part.name)
+        records.append(file_record(folder / frames_part.name, rows=len(ids)))
+    _remove_others(existing, records)
+    return records
 
 
 def _samples(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str) -> Iterator[dict]:
@@ -139,11 +146,12 @@ class _ShardTar:
 
 def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str,
                      corpus: CorpusLayout, config: ShardConfig) -> list[dict]:
-    """Kept frames with their rolls as wds/VERSION/SPLIT/SPLIT-NNNNNN.tar; a stats json per shard."""
+    """Kept frames with their rolls as wds/VERSION/SPLIT/SPLIT-NNNNNN.tar, a stats json per
+    shard; a file record (name, size, hash, samples) of each."""
     folder = corpus.wds_dir(version, split)
-    for stale in corpus.wds_shards(version, split) + corpus.wds_stats_files(version, split):
-        stale.unlink()
+    existing, existing_stats = corpus.wds_shards(version, split), corpus.wds_stats_files(version, split)
     shards: list[dict] = []
+    records: list[dict] = []
     tar = None
 
     def close() -> None:
@@ -151,6 +159,7 @@ def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: 
         final = folder / shards[-1]["shard"]
         shards[-1]["bytes"] = final.stat().st_size
         atomic_json(shards[-1], corpus.wds_stats(version, final))
+        records.append(file_record(final, samples=shards[-1]["count"]))
 
     for sample in _samples(frames_parts, sources, split, version):
         size = sum(len(v) for k, v in sample.items() if k != "__key__")
@@ -170,4 +179,6 @@ def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: 
             shards[-1]["videos"].append(video_id)
     if tar is not None:
         close()
-    return shards
+    _remove_others(existing, records)
+    _remove_others(existing_stats, [{"name": corpus.wds_stats(version, r["name"]).name} for r in records])
+    return records

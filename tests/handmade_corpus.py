@@ -63,8 +63,8 @@ def write_corpus(root: Path, videos: dict[str, tuple[str, list[bool]]], rows_per
         atomic_parquet(pa.Table.from_pylist(frames, schema=FRAMES_SCHEMA), work / "frames" / f"{video_id}.parquet")
         atomic_parquet(pa.Table.from_pylist(labels, schema=LABELS_SCHEMA), work / "labels" / f"{video_id}.parquet")
     for split, ids in by_split.items():
-        parts = write_frame_parts([work / "frames" / f"{v}.parquet" for v in ids], root / "frames" / split,
-                                  rows_per_part)
+        parts = [root / "frames" / split / record["name"] for record in write_frame_parts(
+            [work / "frames" / f"{v}.parquet" for v in ids], root / "frames" / split, rows_per_part)]
         sources = {v: work / "labels" / f"{v}.parquet" for v in ids}
         write_label_parts(parts, sources, root / "labels" / VERSION / split)
         write_wds_shards(parts, sources, split, VERSION, CorpusLayout(root),

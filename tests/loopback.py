@@ -6,6 +6,8 @@ Routes (any name after the route prefix):
     /flaky429/NAME   429 on the first request for that path, then the file
     /cut/NAME        headers for the whole file, then the connection closes a third in
     /stall/NAME      headers, then nothing for `stall_s` seconds
+    /tofile/NAME     a 302 redirect to file:///etc/passwd (a scheme yt-dlp must not follow)
+    /nolength/NAME   the file without a Content-Length header (the connection closes at its end)
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ class MediaServer:
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(2)
+                elif route == "tofile":
+                    self.send_response(302)
+                    self.send_header("Location", "file:///etc/passwd")
+                    self.end_headers()
+                elif route == "nolength":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "video/mp4")
+                    self.end_headers()
+                    self.wfile.write(body)
+                    self.close_connection = True
                 elif route == "stall":
                     self._headers(len(body))
                     time.sleep(server.stall_s)

@@ -135,7 +135,10 @@ def test_video_flags_and_checks(audited, tmp_path):
     printed = _run("audit", broken, "--label-version", version).stdout
     checks = json.loads((broken / "stats" / "audit.json").read_text())["checks"]
     first = table.slice(0, 1).to_pylist()[0]
-    assert checks == [{"check": "frames_without_labels", "where": f"part-00000.parquet / {part}", "count": 1,
+    recorded = json.loads((broken / "corpus.json").read_text())["files"]["labels"][version]["train"][0]
+    assert checks == [{"check": "files", "where": str(part), "count": 1,
+                       "detail": f"{part.stat().st_size} bytes, {recorded['bytes']} expected (damaged or cut short)"},
+                      {"check": "frames_without_labels", "where": f"part-00000.parquet / {part}", "count": 1,
                        "detail": f"e.g. {first['video_id']} frame {first['frame']}"}]
     assert "frames_without_labels" in printed
 

@@ -35,7 +35,7 @@ def corpus(built_corpus):
     return built_corpus
 
 
-def _tree_digest(root: Path, skip=(".work", ".cache")) -> dict[str, str]:
+def _tree_digest(root: Path, skip=(".work", ".cache", ".lock")) -> dict[str, str]:
     digests = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)

@@ -149,3 +149,33 @@ def test_demo_manifest_fetches_offline_through_ytdlp(tmp_path):
     [record] = fetch_manifest(load_manifest(manifest), _options(tmp_path / "cache"))
     assert record.status == "ok" and record.duration_s == pytest.approx(4.0, abs=0.1)
     assert (tmp_path / "cache" / ".synth" / "synth-5-000.json").is_file()
+
+
+def test_a_redirect_to_a_file_url_fails_that_row_and_the_others_are_fetched(tmp_path, server):
+    manifest = load_manifest(_manifest(tmp_path / "m.csv", [("redirected", server.url("tofile", "clip.mp4")),
+                                                            ("good", server.url("video", "clip.mp4"))]))
+    records = fetch_manifest(manifest, _options(tmp_path / "cache"))
+    assert [(r.video_id, r.status, r.error_class) for r in records] == \
+        [("redirected", "failed", "other"), ("good", "ok", None)]
+    assert "not HTTP(S)" in records[0].error and CacheLayout(tmp_path / "cache").cached_media("redirected") is None
+    assert not any(b"root:" in p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file())
+
+
+def test_max_filesize_holds_when_the_server_sends_no_content_length(tmp_path, server, clip):
+    manifest = load_manifest(_manifest(tmp_path / "m.csv", [("v", server.url("nolength", "clip.mp4"))]))
+    [record] = fetch_manifest(manifest, _options(tmp_path / "cache", max_filesize=20_000))
+    assert (record.status, record.error_class) == ("failed", "too_large"), record.error
+    assert CacheLayout(tmp_path / "cache").cached_media("v") is None
+    assert sum(p.stat().st_size for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.suffix != ".parquet") \
+        < clip.stat().st_size
+    [unlimited] = fetch_manifest(manifest, _options(tmp_path / "cache2"))
+    assert unlimited.status == "ok" and unlimited.bytes == clip.stat().st_size
+
+
+def test_a_remote_file_url_and_a_folder_are_unavailable_at_once(tmp_path):
+    (tmp_path / "folder.mp4").mkdir()
+    manifest = load_manifest(_manifest(tmp_path / "m.csv", [("remote", "file://otherhost/videos/a.mp4"),
+                                                            ("folder", (tmp_path / "folder.mp4").as_uri())]))
+    remote, folder = fetch_manifest(manifest, _options(tmp_path / "cache"))
+    assert (remote.error_class, remote.attempts) == ("unavailable", 0) and "another host (otherhost)" in remote.error
+    assert folder.error_class == "unavailable" and "a folder, not a media file" in folder.error

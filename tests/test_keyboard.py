@@ -101,3 +101,24 @@ def test_sampling_gives_all_frames_asked_for_with_few_keyframes(tmp_path):
     assert np.all(np.diff(index) > 2)  # distinct and in order
     slot = 120 / 24
     assert np.all((index > np.arange(24) * slot - 2) & (index < (np.arange(24) + 1) * slot))  # each in its own slot
+
+
+def test_frames_of_a_stream_of_unknown_length_are_spread_and_bounded():
+    """The fallback when a video has no duration: never more than 2n frames held."""
+    from curation.keyboard import _evenly_spaced
+
+    class Decoded:
+        held = 0
+
+        def __init__(self, i):
+            self.i = i
+
+        def to_ndarray(self, format):
+            return np.full((2, 2, 3), self.i % 256, np.uint8), self.i
+
+    for total in (10, 100, 5000):
+        kept = _evenly_spaced((Decoded(i) for i in range(total)), 24)
+        indices = [i for _, i in kept]
+        assert len(kept) <= 48 and (len(kept) >= 24 or len(kept) == total)
+        gaps = set(np.diff(indices))
+        assert len(gaps) == 1 and indices[0] == 0 and total - indices[-1] <= 2 * gaps.pop()

@@ -139,3 +139,28 @@ def test_cli_manifest_check_names_every_bad_line_and_passes_the_shipped_ones(tmp
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "manifest", "check", "demo", "audeo", "pianoyt"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.count(": ok,") == 3
+
+
+def test_duplicate_columns_and_keys_odd_cell_types_and_infinite_times_are_refused(tmp_path):
+    csv_twice = tmp_path / "twice.csv"
+    csv_twice.write_text("video_id,url,url\nv1,https://example.org/a.mp4,/etc/passwd\n")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(csv_twice)
+    assert caught.value.problems == [f"{csv_twice}:1: url: column appears twice in the header (csv would keep the last)"]
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text('{"video_id": "v1", "url": "https://example.org/a.mp4", "url": "/etc/passwd"}\n'
+                     '{"video_id": "v2", "url": ["https://example.org/b.mp4"]}\n')
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(jsonl)
+    assert caught.value.problems == [f"{jsonl}:1: url: key appears twice in the object"]
+    jsonl.write_text('{"video_id": "v2", "url": ["https://example.org/b.mp4"]}\n'
+                     '{"video_id": "v3", "url": {"href": "x"}}\n{"video_id": "v4", "end_s": "inf"}\n')
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(jsonl)
+    assert [p.split(": ")[:2] for p in caught.value.problems] == [
+        [f"{jsonl}:1", "url"], [f"{jsonl}:2", "url"], [f"{jsonl}:3", "end_s"]]
+    assert "expected text or a number, got a list" in caught.value.problems[0]
+    parquet = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"video_id": ["v1"], "url": [b"/etc/passwd"]}), parquet)
+    with pytest.raises(ManifestError, match=r"row 1: url: expected text or a number, got a bytes"):
+        load_manifest(parquet)

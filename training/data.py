@@ -42,8 +42,9 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from contract.integrity import check_files, expected_files
 from contract.layout import CorpusLayout
-from contract.meta import corpus_label_version
+from contract.meta import corpus_label_version, corpus_meta
 
 WINDOW = 5  # frames t-2..t+2
 HALO = WINDOW - 1
@@ -137,6 +138,25 @@ def balanced(samples: Iterable[dict], buffer: int, rng: random.Random) -> Iterat
         yield pool[index.draw(rng)][0]
 
 
+def _checked_files(corpus: Path, kind: str, version: str | None, split: str) -> list[Path] | None:
+    """The split's files of `kind` as corpus.json records them, each checked present and of
+    its size (a clear error naming each missing or short one); None for a corpus built
+    before file records were kept."""
+    files = corpus_meta(corpus).get("files")
+    if files is None:
+        return None
+    records = files.get(kind, {})
+    records = {kind: {version: {split: records.get(version, {}).get(split, [])}}} if version else \
+        {kind: {split: records.get(split, [])}}
+    entries = expected_files(CorpusLayout(corpus), records)
+    problems = check_files(entries)
+    if problems:
+        raise ValueError(f"{corpus}: split {split!r} is damaged: {'; '.join(problems[:5])}"
+                         f"{f' (and {len(problems) - 5} more)' if len(problems) > 5 else ''}; "
+                         "`pianocorpus verify` says what repairs it")
+    return [path for path, _ in entries]
+
+
 class FrameWindows(IterableDataset):
     """Samples of one split of a corpus; subclasses say how a shard's records are read."""
 
@@ -223,7 +243,8 @@ class WebDatasetWindows(FrameWindows):
     kind = "WebDataset"
 
     def list_units(self) -> list[Path]:
-        return CorpusLayout(self.corpus).wds_shards(self.label_version, self.split)
+        listed = _checked_files(self.corpus, "wds", self.label_version, self.split)
+        return listed if listed is not None else CorpusLayout(self.corpus).wds_shards(self.label_version, self.split)
 
     def records(self, unit: Path) -> Iterator[Record]:
         from webdataset.tariterators import tarfile_samples
@@ -242,7 +263,10 @@ class ParquetWindows(FrameWindows):
 
     def list_units(self) -> list[tuple[Path, Path]]:
         layout = CorpusLayout(self.corpus)
-        units = [(f, layout.label_part(self.label_version, self.split, f)) for f in layout.frame_parts(self.split)]
+        frames = _checked_files(self.corpus, "frames", None, self.split)
+        _checked_files(self.corpus, "labels", self.label_version, self.split)
+        frames = frames if frames is not None else layout.frame_parts(self.split)
+        units = [(f, layout.label_part(self.label_version, self.split, f)) for f in frames]
         missing = [str(lab) for _, lab in units if not lab.is_file()]
         if missing:
             raise ValueError(f"{self.corpus}: frames parts without labels: {', '.join(missing[:5])}")
