@@ -68,7 +68,7 @@ bench-label-quality: env system-deps
 bench-label-speed: env system-deps
 	PYTHONPATH=. $(BIN)/python benchmarks/label_speed.py
 
-.PHONY: bench-keyboard bench-keyboard-real bench-locate-speed bench-frame-pass
+.PHONY: bench-keyboard bench-keyboard-real bench-locate-speed bench-frame-pass bench-video-memory
 bench-keyboard: env system-deps
 	PYTHONPATH=. $(BIN)/python benchmarks/keyboard_accuracy.py
 
@@ -80,6 +80,9 @@ bench-keyboard-real: env
 
 bench-locate-speed: env system-deps
 	PYTHONPATH=. $(BIN)/python benchmarks/locate_speed.py
+
+bench-video-memory: env system-deps
+	PYTHONPATH=. $(BIN)/python benchmarks/video_memory.py
 
 bench-frame-pass: env
 	PYTHONPATH=. $(BIN)/python benchmarks/frame_pass.py

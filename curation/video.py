@@ -26,9 +26,9 @@ from contract.layout import CorpusLayout
 from contract.records import FRAME_COUNTS, FRAMES_SCHEMA, new_video_row
 from contract.threads import thread_budget
 from contract.vocab import NOT_FINAL, Failure, is_resource_error
-from curation.audio import NoAudioError, load_audio, write_flac
+from curation.audio import NoAudioError, audio_to_flac
 from curation.fetch import fetch_video
-from curation.frames import frame_pass, frame_rms, reference_crop, silent_frames
+from curation.frames import frame_pass, reference_crop, silent_frames
 from curation.keyboard import KeyboardNotFound, locate_in_frames, manifest_crop_location, quad_iou, sample_frames
 from curation.probe import ProbeError, probe
 from manifests.schema import ManifestRow
@@ -62,8 +62,13 @@ def process_video(row: ManifestRow, corpus: CorpusLayout, fetch: FetchOptions, s
             result.update(error_class="other",
                           error=f"other: {type(error).__name__}: {error} | {traceback.format_exc(limit=3)[-600:]}")
     final = result["error_class"] not in NOT_FINAL
+    frames = corpus.work.frames(row.video_id)
+    # The frames file's hash: a re-run takes this result only with these very frames
+    # (a writer of an earlier, killed run may still rename its own over them).
+    frames_sha256 = sha256_file(frames) if result["status"] == "ok" else None
     try:
-        atomic_json({**result, "settings": settings.digest(), "final": final}, corpus.work.video_json(row.video_id))
+        atomic_json({**result, "settings": settings.digest(), "final": final, "frames_sha256": frames_sha256},
+                    corpus.work.video_json(row.video_id))
     except OSError as error:  # the disk is still full: the row comes back, nothing is kept
         result.update(error_class="resources", error=f"resources: {type(error).__name__}: {error}")
     return result
@@ -91,19 +96,18 @@ def _visual_and_audio(row: ManifestRow, media: Path, corpus: CorpusLayout, setti
                   kb_quad=[float(v) for corner in location.quad for v in corner], kb_score=location.score,
                   kb_source=location.source, kb_orientation=location.orientation,
                   kb_clipped_left=location.clipped_left, kb_clipped_right=location.clipped_right)
-    try:
-        audio, rate = load_audio(media, AUDIO_RATE)
-    except NoAudioError as error:
-        raise Failure("no_audio", str(error)) from None
     config = replace(settings.frames, fps=row.fps or settings.frames.fps)
     n_frames = int(round(info.duration_s * config.fps))
-    silent = silent_frames(frame_rms(audio, rate, n_frames, config.fps), config.fps, config)
+    try:  # the FLAC first, streamed: the audio is never held whole
+        rms = audio_to_flac(media, corpus.audio(row.video_id), AUDIO_RATE, n_frames, config.fps)
+    except NoAudioError as error:
+        raise Failure("no_audio", str(error)) from None
+    silent = silent_frames(rms, config.fps, config)
     # The keyboard without hands: the median over the frames it was seen in.
     reference = reference_crop([frames[i] for i in location.fitted] or frames, location.quad, config)
     counts = _write_frames(row.video_id, frame_pass(media, location.quad, reference, config, silent=silent,
                                                     start_s=row.start_s, end_s=row.end_s),
                            corpus.work.frames(row.video_id))
-    write_flac(corpus.audio(row.video_id), audio, rate)
     result.update(fps=config.fps, **counts)
 
 

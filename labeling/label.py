@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from contract.atomic import atomic_json, atomic_parquet, atomic_write
 from contract.config import LabelerConfig
+from contract.hashing import sha256_file
 from contract.layout import CorpusLayout
 from contract.records import LABELS_SCHEMA, label_record
 from curation.audio import load_audio
@@ -76,7 +77,8 @@ def _write_labels(corpus: CorpusLayout, version: str, spec: dict, row: dict, res
         "velocity": list(rolls.velocity)}, schema=LABELS_SCHEMA)
     write_midi(notes, corpus.midi(version, row["video_id"]), result.pedal)
     atomic_parquet(table, corpus.work.label_rolls(version, row["video_id"]))
-    record = label_record(row["video_id"], n_notes=len(notes))
+    rolls_path = corpus.work.label_rolls(version, row["video_id"])
+    record = {**label_record(row["video_id"], n_notes=len(notes)), "rolls_sha256": sha256_file(rolls_path)}
     atomic_json(record, corpus.work.label_record(version, row["video_id"]))
     return record
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from contract.atomic import atomic_json, atomic_parquet, remove_stale_parts
 from contract.config import BuildConfig, LabelerConfig, RayConfig
-from contract.hashing import json_digest
+from contract.hashing import json_digest, sha256_file
 from contract.integrity import check_files, expected_files, file_record
 from contract.layout import CorpusLayout
 from contract.lock import corpus_lock
@@ -103,7 +103,9 @@ class LabelActor:
 
 
 def _labels_done(corpus: CorpusLayout, version: str, video_id: str) -> bool:
-    return corpus.work.label_rolls(version, video_id).is_file()
+    """The video's rolls are there, and are the ones its label record was written for."""
+    rolls = corpus.work.label_rolls(version, video_id)
+    return rolls.is_file() and _label_record(corpus, version, video_id).get("rolls_sha256") == sha256_file(rolls)
 
 
 def _label_record(corpus: CorpusLayout, version: str, video_id: str) -> dict:
@@ -121,8 +123,9 @@ def _video_done(config: BuildConfig, row: ManifestRow) -> dict | None:
         return None
     if done.get("final") is False:  # out of disk or memory last time: try again
         return None
-    if done["status"] == "ok" and not config.layout.work.frames(row.video_id).is_file():
-        return None
+    frames = config.layout.work.frames(row.video_id)
+    if done["status"] == "ok" and not (frames.is_file() and sha256_file(frames) == done.get("frames_sha256")):
+        return None  # gone, damaged, or written over by a straggler of a killed run: redo the video
     if done["status"] != "ok" and config.retry_failed:
         return None
     return done

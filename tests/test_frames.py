@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from contract.config import FrameConfig
-from curation.audio import load_audio
+from curation.audio import audio_to_flac, load_audio
 from curation.frames import decode_at_fps, frame_pass, frame_rms, reference_crop, silent_frames
 from curation.keyboard import locate_in_frames, sample_frames
 from tests.conftest import write_video
@@ -111,3 +111,15 @@ def test_no_keyboard_holds_under_light_drift_and_a_camera_that_moves_once(synth_
     assert all(r.drop_reason == "no_keyboard" for r in records[move:])
     similarity = np.array([r.keyboard_similarity for r in records])
     assert np.all((similarity < config.keyboard_similarity) == (np.array([r.drop_reason for r in records]) == "no_keyboard"))
+
+
+def test_audio_streamed_to_flac_gives_the_same_frame_rms_and_samples(synth_no_hands, tmp_path):
+    """The video stage never holds the audio whole: its FLAC and per-frame RMS are made
+    as the track decodes, and equal what the whole track gives."""
+    audio, rate = load_audio(synth_no_hands.mp4, 44100)
+    n = synth_no_hands.truth["video"]["n_frames"]
+    rms = audio_to_flac(synth_no_hands.mp4, tmp_path / "a.flac", 44100, n, 25)
+    assert np.allclose(rms, frame_rms(audio, rate, n, 25), rtol=1e-9, atol=1e-12) and rms.max() > 0.01
+    flac, flac_rate = load_audio(tmp_path / "a.flac")
+    assert flac_rate == 44100 and len(flac) == len(audio) and np.abs(flac - audio).max() < 1e-4
+    assert not list(tmp_path.glob("*.part"))

@@ -220,3 +220,22 @@ def test_a_rerun_that_changes_nothing_rewrites_nothing_while_a_reader_reads(buil
     assert again.returncode == 1 and "3 ok of 7" in again.stdout, again.stderr[-2000:]
     assert _published(corpus) == before  # the same inodes, untouched
     assert not errors and reads[0] > 0, errors[:3]
+
+
+def test_a_work_file_written_over_by_a_straggler_is_redone(built_corpus, served, tmp_path):
+    """A Ray worker of a killed run may finish its rename after the next run started: a
+    work file that is not the one its record was written for is never taken as done."""
+    reference, stats = built_corpus
+    manifest, _, _ = served
+    corpus = tmp_path / "c"
+    shutil.copytree(reference, corpus)
+    work = corpus / ".work"
+    version = stats["label_version"]
+    shutil.copyfile(work / "frames" / "vid-b.parquet", work / "frames" / "vid-a.parquet")  # another video's frames
+    shutil.copyfile(work / "labels" / version / "vid-b.parquet", work / "labels" / version / "vid-c.parquet")
+    rebuilt = _cli("build", str(manifest), "--out", str(corpus), "--cache", str(reference.parent / "cache"),
+                   *SHARED_BUILD)
+    assert rebuilt.returncode == 1, rebuilt.stderr[-2000:]
+    for kind in ("frames", "labels"):
+        for path in sorted((reference / kind).rglob("*.parquet")):
+            assert (corpus / path.relative_to(reference)).read_bytes() == path.read_bytes(), path
