@@ -14,7 +14,9 @@ spells them.
       .work/videos/VIDEO_ID.json                     a video's row, final for its settings
       .work/frames/VIDEO_ID.parquet                  its frames
       .work/labels/VERSION/VIDEO_ID.parquet|.json    its rolls, and its label record
+      .work/published.json                           what the published files were assembled from
       .cache/                                        the download cache (default)
+      .lock                                          the one writer's lock (contract/lock.py)
 
     CACHE/
       VIDEO_ID.EXT  VIDEO_ID.info.json  fetch.parquet  .tmp/VIDEO_ID/  .synth/
@@ -116,6 +118,10 @@ class CorpusLayout:
     @property
     def corpus_json(self) -> Path:
         return self.root / "corpus.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
 
     @property
     def videos(self) -> Path:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-LOCK_NAME = ".lock"
+from contract.layout import CorpusLayout
 
 
 class CorpusLocked(RuntimeError):
@@ -31,7 +31,7 @@ class CorpusLocked(RuntimeError):
 def lock_holder(root: str | Path) -> dict | None:
     """Who holds (or last held) the corpus's lock, as its lock file says."""
     try:
-        return json.loads((Path(root) / LOCK_NAME).read_text() or "null")
+        return json.loads(CorpusLayout(root).lock.read_text() or "null")
     except (OSError, ValueError):
         return None
 
@@ -41,7 +41,7 @@ def corpus_lock(root: str | Path, command: str) -> Iterator[None]:
     """Hold the corpus's write lock for the block, or raise CorpusLocked naming the holder."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(CorpusLayout(root).lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
