@@ -2,8 +2,10 @@
 spells them.
 
     CORPUS/
+      current -> data/gNNNNNN     the published generation (one symlink: the pointer)
+      data/gNNNNNN/               one generation, holding (each also reachable as CORPUS/NAME,
+                                  a symlink into current/):
       corpus.json  videos.parquet
-      audio/VIDEO_ID.flac
       frames/SPLIT/part-NNNNN.parquet
       labels/VERSION/label.json
       labels/VERSION/SPLIT/part-NNNNN.parquet        part N holds the frames of frames part N
@@ -11,9 +13,10 @@ spells them.
       wds/VERSION/SPLIT/SPLIT-NNNNNN.tar
       stats/summary.json  stats/audit.json  stats/report.html
       stats/wds/VERSION/SPLIT-NNNNNN_stats.json
+    CORPUS/audio/VIDEO_ID.flac                       beside the generations (written once per video)
       .work/videos/VIDEO_ID.json                     a video's row, final for its settings
       .work/frames/VIDEO_ID.parquet                  its frames
-      .work/labels/VERSION/VIDEO_ID.parquet|.json    its rolls, and its label record
+      .work/labels/VERSION/VIDEO_ID.parquet|.json|.mid  its rolls, label record and MIDI
       .work/published.json                           what the published files were assembled from
       .cache/                                        the download cache (default)
       .lock                                          the one writer's lock (contract/lock.py)
@@ -24,6 +27,7 @@ spells them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 MEDIA_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv")
@@ -56,6 +60,9 @@ class WorkLayout:
 
     def labels_dir(self, version: str) -> Path:
         return self.root / "labels" / version
+
+    def label_midi(self, version: str, video_id: str) -> Path:
+        return self.labels_dir(version) / f"{video_id}.mid"
 
     def label_rolls(self, version: str, video_id: str) -> Path:
         return self.labels_dir(version) / f"{video_id}.parquet"
@@ -108,16 +115,48 @@ class CacheLayout:
         return self.root / ".synth"
 
 
-class CorpusLayout:
-    """A corpus folder: the contract's files, its work state and its default cache."""
+PUBLISHED = ("corpus.json", "videos.parquet", "frames", "labels", "wds", "stats")  # what a generation holds
 
-    def __init__(self, root: str | Path):
+
+class CorpusLayout:
+    """A corpus folder: one generation of the contract's files (the published one, read
+    once from the `current` pointer, unless another is named), its audio, work state and
+    default cache. A corpus made before generations has its files in the folder itself."""
+
+    def __init__(self, root: str | Path, generation: str | None = None):
         self.root = Path(root)
         self.work = WorkLayout(self.root / ".work")
+        self._generation = generation
+
+    @property
+    def pointer(self) -> Path:
+        return self.root / "current"
+
+    @property
+    def generation(self) -> str:
+        """`gNNNNNN`, or "" for a corpus without generations: none published yet, made
+        before them, or copied by a tool that followed the symlinks (its files are then
+        real copies at the top, and read there)."""
+        if self._generation is None:
+            self._generation = os.readlink(self.pointer).rsplit("/", 1)[-1] if self.pointer.is_symlink() else ""
+        return self._generation
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data" / self.generation if self.generation else self.root
+
+    def generations(self) -> list[str]:
+        folder = self.root / "data"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def next_generation(self) -> "CorpusLayout":
+        """The layout of the generation a new publish writes (the one after the current)."""
+        number = int(self.generation[1:]) if self.generation else 0
+        return CorpusLayout(self.root, f"g{number + 1:06d}")
 
     @property
     def corpus_json(self) -> Path:
-        return self.root / "corpus.json"
+        return self.data / "corpus.json"
 
     @property
     def lock(self) -> Path:
@@ -125,7 +164,7 @@ class CorpusLayout:
 
     @property
     def videos(self) -> Path:
-        return self.root / "videos.parquet"
+        return self.data / "videos.parquet"
 
     @property
     def default_cache(self) -> Path:
@@ -135,18 +174,18 @@ class CorpusLayout:
         return self.root / "audio" / f"{video_id}.flac"
 
     def frames_dir(self, split: str) -> Path:
-        return self.root / "frames" / split
+        return self.data / "frames" / split
 
     def frame_parts(self, split: str) -> list[Path]:
         return part_files(self.frames_dir(split))
 
     def splits(self) -> list[str]:
         """The splits that have frames (those with at least one ok video)."""
-        folder = self.root / "frames"
+        folder = self.data / "frames"
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
     def labels_dir(self, version: str) -> Path:
-        return self.root / "labels" / version
+        return self.data / "labels" / version
 
     def label_json(self, version: str) -> Path:
         return self.labels_dir(version) / "label.json"
@@ -162,13 +201,13 @@ class CorpusLayout:
         return self.labels_dir(version) / "midi" / f"{video_id}.mid"
 
     def wds_dir(self, version: str, split: str) -> Path:
-        return self.root / "wds" / version / split
+        return self.data / "wds" / version / split
 
     def wds_shards(self, version: str, split: str) -> list[Path]:
         return sorted(self.wds_dir(version, split).glob(f"{split}-*.tar"))
 
     def wds_stats_dir(self, version: str) -> Path:
-        return self.root / "stats" / "wds" / version
+        return self.data / "stats" / "wds" / version
 
     def wds_stats(self, version: str, shard: Path | str) -> Path:
         return self.wds_stats_dir(version) / f"{Path(shard).stem}_stats.json"
@@ -178,12 +217,12 @@ class CorpusLayout:
 
     @property
     def summary_json(self) -> Path:
-        return self.root / "stats" / "summary.json"
+        return self.data / "stats" / "summary.json"
 
     @property
     def audit_json(self) -> Path:
-        return self.root / "stats" / "audit.json"
+        return self.data / "stats" / "audit.json"
 
     @property
     def report_html(self) -> Path:
-        return self.root / "stats" / "report.html"
+        return self.data / "stats" / "report.html"

@@ -57,14 +57,14 @@ def _package_versions() -> dict[str, str | None]:
     return versions
 
 
-def write_corpus_json(corpus: str | Path, config: dict, manifest: str | None, version: str, spec: dict,
+def write_corpus_json(target: CorpusLayout, config: dict, manifest: str | None, version: str, spec: dict,
                       make_default: bool = False, files: dict | None = None) -> None:
-    """corpus.json with `config` (BuildConfig.recorded()) and label version `version` added
-    beside the earlier ones (the first, or `make_default`, becomes the default); `files`
-    (contract/integrity.py) replaces the records of the files it names, by kind, split
-    and label version."""
-    path = CorpusLayout(corpus).corpus_json
-    previous = json.loads(path.read_text()) if path.is_file() else {}
+    """The corpus.json of generation `target`: the published one's, with `config`
+    (BuildConfig.recorded()) and label version `version` added beside the earlier ones
+    (the first, or `make_default`, becomes the default); `files` (contract/integrity.py)
+    replaces the records of the files it names, by kind, split and label version."""
+    published = CorpusLayout(target.root).corpus_json
+    previous = json.loads(published.read_text()) if published.is_file() else {}
     versions = {**previous.get("label_versions", {}), version: spec}
     recorded = previous.get("files", {})
     files = {**recorded, **{k: v for k, v in (files or {}).items() if k not in ("labels", "wds")},
@@ -80,4 +80,5 @@ def write_corpus_json(corpus: str | Path, config: dict, manifest: str | None, ve
         "files": files,
         "python": platform.python_version(),
         "packages": _package_versions(),
-    }, path)
+        "generation": target.generation,
+    }, target.corpus_json)

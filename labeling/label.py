@@ -75,7 +75,7 @@ def _write_labels(corpus: CorpusLayout, version: str, spec: dict, row: dict, res
         "video_id": [row["video_id"]] * n, "frame": np.arange(n, dtype=np.int32),
         "frame_roll": list(rolls.frame), "onset_roll": list(rolls.onset), "offset_roll": list(rolls.offset),
         "velocity": list(rolls.velocity)}, schema=LABELS_SCHEMA)
-    write_midi(notes, corpus.midi(version, row["video_id"]), result.pedal)
+    write_midi(notes, corpus.work.label_midi(version, row["video_id"]), result.pedal)  # published at assembly
     atomic_parquet(table, corpus.work.label_rolls(version, row["video_id"]))
     rolls_path = corpus.work.label_rolls(version, row["video_id"])
     record = {**label_record(row["video_id"], n_notes=len(notes)), "rolls_sha256": sha256_file(rolls_path)}

@@ -32,6 +32,7 @@ from contract.integrity import check_files, expected_files, file_record
 from contract.layout import CorpusLayout
 from contract.lock import corpus_lock
 from contract.meta import corpus_meta, write_corpus_json
+from contract.publish import carry_over, link_file, publish, start_generation
 from contract.records import VIDEOS_SCHEMA, new_video_row, video_totals
 from curation.video import process_video
 from labeling.label import label_videos
@@ -205,25 +206,37 @@ def _ok_by_split(video_rows: list[dict]) -> dict[str, list[str]]:
 
 
 def assemble(config: BuildConfig, video_rows: list[dict], version: str, spec: dict) -> dict:
-    """frames/, labels/VERSION/, wds/VERSION/, stats/, videos.parquet, corpus.json."""
-    corpus = config.layout
+    """A new generation (videos.parquet, frames/, labels/VERSION/, wds/VERSION/, stats/,
+    corpus.json; other label versions linked from the published one), then published."""
+    published = config.layout
+    corpus = start_generation(published)
+    carry_over(published, corpus, lambda path: _label_version_of(path) not in (None, version))
     atomic_parquet(pa.Table.from_pylist(video_rows, schema=VIDEOS_SCHEMA), corpus.videos)
     files = {"videos": file_record(corpus.videos, rows=len(video_rows)),
              "frames": {split: write_frame_parts([corpus.work.frames(v) for v in ids], corpus.frames_dir(split),
                                                  config.shards.rows_per_part)
                         for split, ids in _ok_by_split(video_rows).items()}}
-    stats = write_label_version(config, video_rows, version, spec, files=files)
+    stats = write_label_version(config, corpus, video_rows, version, spec, files=files)
     stats["totals"] = video_totals(video_rows)
     atomic_json(stats, corpus.summary_json)
+    publish(corpus)
     return stats
 
 
-def write_label_version(config: BuildConfig, video_rows: list[dict], version: str, spec: dict,
+def _label_version_of(path: Path) -> str | None:
+    """The label version a generation's file belongs to (labels/V/..., wds/V/...,
+    stats/wds/V/...), None for the others."""
+    parts = path.parts
+    if parts[0] in ("labels", "wds") and len(parts) > 2:
+        return parts[1]
+    return parts[2] if parts[:2] == ("stats", "wds") and len(parts) > 3 else None
+
+
+def write_label_version(config: BuildConfig, corpus: CorpusLayout, video_rows: list[dict], version: str, spec: dict,
                         make_default: bool = False, files: dict | None = None) -> dict:
-    """labels/VERSION/ and wds/VERSION/ from the corpus's frame parts and the label work
-    files; the version, the configuration and the file records (`files`: those of
-    videos.parquet and the frames parts when they were written too) into corpus.json."""
-    corpus = config.layout
+    """labels/VERSION/ and wds/VERSION/ of generation `corpus` from its frame parts and the
+    label work files; the version, the configuration and the file records (`files`: those
+    of videos.parquet and the frames parts when they were written too) into its corpus.json."""
     stats, labels, wds = {"splits": {}}, {}, {}
     for split, ids in _ok_by_split(video_rows).items():
         frames_parts = corpus.frame_parts(split)
@@ -232,8 +245,11 @@ def write_label_version(config: BuildConfig, video_rows: list[dict], version: st
         wds[split] = write_wds_shards(frames_parts, sources, split, version, corpus, config.shards)
         stats["splits"][split] = {"videos": len(ids), "parquet_parts": len(frames_parts), "wds_shards": len(wds[split]),
                                   "samples": sum(s["samples"] for s in wds[split])}
+    for row in video_rows:
+        if row["status"] == "ok":
+            link_file(corpus.work.label_midi(version, row["video_id"]), corpus.midi(version, row["video_id"]))
     atomic_json({**spec, "label_version": version}, corpus.label_json(version))
-    write_corpus_json(corpus.root, config.recorded(), config.manifest, version, spec, make_default,
+    write_corpus_json(corpus, config.recorded(), config.manifest, version, spec, make_default,
                       files={**(files or {}), "labels": {version: labels}, "wds": {version: wds}})
     return stats
 
@@ -341,6 +357,9 @@ def _relabel(layout: CorpusLayout, meta: dict, labeler: LabelerConfig, make_defa
             named = "; ".join(f"{v}: {error}" for v, error in list(failed.items())[:10])
             raise RuntimeError(f"labels failed for {len(failed)} of {len(videos)} video(s), version {version} not "
                                f"published: {named}. The others' labels are kept; re-run relabel to retry these.")
-        stats = write_label_version(config, videos, version, spec, make_default)
+        target = start_generation(layout)  # the published one's files, linked, but for this version's
+        carry_over(layout, target, lambda path: path.name != "corpus.json" and _label_version_of(path) != version)
+        stats = write_label_version(config, target, videos, version, spec, make_default)
+        publish(target)
     notes = sum(r["n_notes"] or 0 for r in records.values())
     return {**stats, "label_version": version, "notes": notes, "seconds": round(time.perf_counter() - started, 1)}

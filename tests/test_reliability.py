@@ -239,3 +239,54 @@ def test_a_work_file_written_over_by_a_straggler_is_redone(built_corpus, served,
     for kind in ("frames", "labels"):
         for path in sorted((reference / kind).rglob("*.parquet")):
             assert (corpus / path.relative_to(reference)).read_bytes() == path.read_bytes(), path
+
+
+def test_a_changing_rebuild_publishes_in_one_step_and_a_kill_midway_leaves_the_old_corpus(built_corpus, served,
+                                                                                           tmp_path):
+    """A re-run with other shard sizes writes a new generation beside the published one:
+    a reader iterating throughout never fails nor sees a count of neither; killed while
+    it writes, the published corpus is untouched."""
+    import threading
+
+    from training.data import open_split
+
+    reference, stats = built_corpus
+    manifest, _, _ = served
+    corpus = tmp_path / "c"
+    shutil.copytree(reference, corpus, symlinks=True)
+    version = stats["label_version"]
+    expected = len(list(open_split(corpus, "train", "parquet", label_version=version)))
+    command = [sys.executable, "-m", "pipelines.cli", "build", str(manifest), "--out", str(corpus), "--cache",
+               str(reference.parent / "cache"), "--labeler", "basic-pitch", "--rows-per-part", "70",
+               "--shard-samples", "40", "--num-cpus", "2"]
+    before = os.readlink(corpus / "current")
+    killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    upcoming = corpus / "data" / f"g{int(before.rsplit('g', 1)[1]) + 1:06d}" / "frames"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(upcoming.rglob("*.parquet")):
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    ray_cli = Path(sys.executable).parent / "ray"  # Ray's processes went with the group; make sure
+    if ray_cli.exists():
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True)
+    assert list(upcoming.rglob("*.parquet")), "the rebuild never started writing its generation"
+    assert os.readlink(corpus / "current") == before and _cli("verify", str(corpus)).returncode == 0
+    errors, counts, stop = [], set(), threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                counts.add(len(list(open_split(corpus, "train", "parquet", label_version=version))))
+            except Exception as error:  # noqa: BLE001 - counted, and the test fails on any
+                errors.append(repr(error))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    stop.set()
+    thread.join()
+    assert finished.returncode == 1, finished.stderr[-2000:]
+    assert os.readlink(corpus / "current") != before and _cli("verify", str(corpus)).returncode == 0
+    assert not errors and counts == {expected}, (errors[:3], counts)
+    assert max(json.loads(p.read_text())["count"] for p in (corpus / "stats" / "wds" / version).glob("*.json")) <= 40
