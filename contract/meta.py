@@ -63,8 +63,8 @@ def write_corpus_json(target: CorpusLayout, config: dict, manifest: str | None, 
     (BuildConfig.recorded()) and label version `version` added beside the earlier ones
     (the first, or `make_default`, becomes the default); `files` (contract/integrity.py)
     replaces the records of the files it names, by kind, split and label version."""
-    published = CorpusLayout(target.root).corpus_json
-    previous = json.loads(published.read_text()) if published.is_file() else {}
+    source = target.corpus_json if target.corpus_json.is_file() else CorpusLayout(target.root).corpus_json
+    previous = json.loads(source.read_text()) if source.is_file() else {}
     versions = {**previous.get("label_versions", {}), version: spec}
     recorded = previous.get("files", {})
     files = {**recorded, **{k: v for k, v in (files or {}).items() if k not in ("labels", "wds")},

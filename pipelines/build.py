@@ -217,10 +217,24 @@ def assemble(config: BuildConfig, video_rows: list[dict], version: str, spec: di
                                                  config.shards.rows_per_part)
                         for split, ids in _ok_by_split(video_rows).items()}}
     stats = write_label_version(config, corpus, video_rows, version, spec, files=files)
+    _remake_other_versions(config, published, corpus, video_rows, version)
     stats["totals"] = video_totals(video_rows)
     atomic_json(stats, corpus.summary_json)
     publish(corpus)
     return stats
+
+
+def _remake_other_versions(config: BuildConfig, published: CorpusLayout, corpus: CorpusLayout,
+                           video_rows: list[dict], version: str) -> None:
+    """The corpus's other label versions (made by relabel) again, for the new frames parts,
+    from their work files; a version whose work files are not all there stays as it was
+    linked (and `verify` says when it no longer fits the frames)."""
+    if not published.corpus_json.is_file():
+        return
+    ok = [r["video_id"] for r in video_rows if r["status"] == "ok"]
+    for other, spec in corpus_meta(published.root)["label_versions"].items():
+        if other != version and all(_labels_done(corpus, other, v) for v in ok):
+            write_label_version(config, corpus, video_rows, other, spec)
 
 
 def _label_version_of(path: Path) -> str | None:
@@ -246,8 +260,9 @@ def write_label_version(config: BuildConfig, corpus: CorpusLayout, video_rows: l
         stats["splits"][split] = {"videos": len(ids), "parquet_parts": len(frames_parts), "wds_shards": len(wds[split]),
                                   "samples": sum(s["samples"] for s in wds[split])}
     for row in video_rows:
-        if row["status"] == "ok":
-            link_file(corpus.work.label_midi(version, row["video_id"]), corpus.midi(version, row["video_id"]))
+        midi = corpus.work.label_midi(version, row["video_id"])
+        if row["status"] == "ok" and midi.is_file():  # (a version made before MIDI went through the work state keeps its own)
+            link_file(midi, corpus.midi(version, row["video_id"]))
     atomic_json({**spec, "label_version": version}, corpus.label_json(version))
     write_corpus_json(corpus, config.recorded(), config.manifest, version, spec, make_default,
                       files={**(files or {}), "labels": {version: labels}, "wds": {version: wds}})
