@@ -76,14 +76,14 @@ def label_parts_match_frames(corpus: CorpusLayout, files: dict) -> list[str]:
     return problems
 
 
-def verify_corpus(root: str | Path, hashes: bool = True) -> dict:
+def verify_corpus(root: str | Path | CorpusLayout, hashes: bool = True) -> dict:
     """`pianocorpus verify`: every listed file present, of its size and (with `hashes`)
     content; no stale part; labels made for these frames. Returns the problems and what
     repairs them."""
     from contract.meta import corpus_meta
 
-    corpus = CorpusLayout(root)
-    files = corpus_meta(root).get("files")
+    corpus = CorpusLayout.published(root)
+    files = corpus_meta(corpus).get("files")
     if files is None:
         return {"problems": [f"{corpus.corpus_json}: no file records (built before they were kept): rebuild to add them"],
                 "repair": "re-run the build", "files": 0}

@@ -128,6 +128,18 @@ class CorpusLayout:
         self.work = WorkLayout(self.root / ".work")
         self._generation = generation
 
+    @classmethod
+    def published(cls, corpus: "str | Path | CorpusLayout") -> "CorpusLayout":
+        """The corpus pinned to the generation published now: a reader that reads
+        everything through it sees that one generation whole, whatever is published after."""
+        if isinstance(corpus, CorpusLayout):
+            return corpus
+        layout = cls(corpus)
+        return cls(layout.root, layout.generation)
+
+    def __str__(self) -> str:  # messages name the corpus folder
+        return str(self.root)
+
     @property
     def pointer(self) -> Path:
         return self.root / "current"

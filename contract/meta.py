@@ -17,8 +17,8 @@ RECORDED_PACKAGES = ("pianocorpus", "ray", "yt-dlp", "av", "opencv-python-headle
                      "basic-pitch", "transkun", "torch", "onnxruntime", "numpy")
 
 
-def corpus_meta(corpus: str | Path) -> dict:
-    path = CorpusLayout(corpus).corpus_json
+def corpus_meta(corpus: str | Path | CorpusLayout) -> dict:
+    path = CorpusLayout.published(corpus).corpus_json
     if not path.is_file():
         raise ValueError(f"{corpus}: not a corpus (no corpus.json)")
     try:
@@ -30,7 +30,7 @@ def corpus_meta(corpus: str | Path) -> dict:
     return meta
 
 
-def corpus_label_version(corpus: str | Path, label_version: str | None) -> str:
+def corpus_label_version(corpus: str | Path | CorpusLayout, label_version: str | None) -> str:
     """The version asked for, or corpus.json's default; a clear error if it is not there."""
     meta = corpus_meta(corpus)
     version = label_version or meta["default_label_version"]
@@ -40,9 +40,9 @@ def corpus_label_version(corpus: str | Path, label_version: str | None) -> str:
     return version
 
 
-def corpus_splits(corpus: str | Path) -> list[str]:
+def corpus_splits(corpus: str | Path | CorpusLayout) -> list[str]:
     """The splits that have frames (those with at least one ok video)."""
-    return CorpusLayout(corpus).splits()
+    return CorpusLayout.published(corpus).splits()
 
 
 def _package_versions() -> dict[str, str | None]:

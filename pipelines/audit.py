@@ -121,9 +121,8 @@ class LabelTally:
                 "keys_never_down": [21 + int(k) for k in np.flatnonzero(self.key_frames == 0)]}
 
 
-def _parts(corpus: Path, split: str, version: str) -> list[tuple[Path, Path]]:
-    layout = CorpusLayout(corpus)
-    return [(f, layout.label_part(version, split, f)) for f in layout.frame_parts(split)]
+def _parts(corpus: CorpusLayout, split: str, version: str) -> list[tuple[Path, Path]]:
+    return [(f, corpus.label_part(version, split, f)) for f in corpus.frame_parts(split)]
 
 
 def _part_tables(frames_path: Path, labels_path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -139,7 +138,7 @@ def _part_tables(frames_path: Path, labels_path: Path) -> tuple[pd.DataFrame, pd
         return frames, None
 
 
-def label_figures(corpus: Path, videos: pd.DataFrame, version: str) -> tuple[dict, list[dict]]:
+def label_figures(corpus: CorpusLayout, videos: pd.DataFrame, version: str) -> tuple[dict, list[dict]]:
     """Label statistics per split and overall, and the frames/labels pairing problems."""
     out, problems, overall = {}, [], LabelTally()
     ok = videos[videos.status == "ok"]
@@ -155,7 +154,7 @@ def label_figures(corpus: Path, videos: pd.DataFrame, version: str) -> tuple[dic
             if len(kept):
                 tally.add_frames(np.stack(kept.frame_roll.to_numpy()).astype(bool))
         for row in ok[ok.split == split].itertuples():
-            midi = CorpusLayout(corpus).midi(version, row.video_id)
+            midi = corpus.midi(version, row.video_id)
             if midi.is_file():
                 tally.add_notes(read_midi(midi), float(row.duration_s or 0))
         out[split] = tally.summary()
@@ -180,7 +179,7 @@ def pair_problems(frames: pd.DataFrame, labels: pd.DataFrame | None, frames_path
     return out
 
 
-def file_checks(corpus: Path) -> list[dict]:
+def file_checks(corpus: CorpusLayout) -> list[dict]:
     """corpus.json's file records against the disk (sizes, not hashes: `verify` reads those)."""
     from contract.integrity import verify_corpus
 
@@ -204,12 +203,12 @@ def duplicate_checks(videos: pd.DataFrame) -> list[dict]:
     return out
 
 
-def audio_seconds(corpus: Path, video_id: str) -> float | None:
-    path = CorpusLayout(corpus).audio(video_id)
+def audio_seconds(corpus: CorpusLayout, video_id: str) -> float | None:
+    path = corpus.audio(video_id)
     return probe(path).duration_s if path.is_file() else None
 
 
-def video_table(corpus: Path, videos: pd.DataFrame) -> list[dict]:
+def video_table(corpus: CorpusLayout, videos: pd.DataFrame) -> list[dict]:
     """One row per video with its figures and the flags it raises."""
     out = []
     for row in videos.itertuples():
@@ -241,7 +240,7 @@ def video_flags(entry: dict) -> list[str]:
     return flags
 
 
-def compare_versions(corpus: Path, videos: pd.DataFrame, version: str, other: str) -> dict:
+def compare_versions(corpus: CorpusLayout, videos: pd.DataFrame, version: str, other: str) -> dict:
     """How far `other` agrees with `version` (taken as the reference): frame F1 over kept
     frames, note-onset F1 (mir_eval, 50 ms) per video from the label MIDI, per-key disagreement."""
     out = {"reference": version, "other": other, "splits": {}}
@@ -250,7 +249,7 @@ def compare_versions(corpus: Path, videos: pd.DataFrame, version: str, other: st
         refs, ests = [], []
         for frames_path, labels_path in _parts(corpus, split, version):
             frames, ref = _part_tables(frames_path, labels_path)
-            est = pq.read_table(CorpusLayout(corpus).label_part(other, split, frames_path),
+            est = pq.read_table(corpus.label_part(other, split, frames_path),
                                 columns=["video_id", "frame", "frame_roll"]).to_pandas()
             merged = frames[frames.kept].merge(ref, on=["video_id", "frame"]).merge(
                 est, on=["video_id", "frame"], suffixes=("_ref", "_est"))
@@ -259,7 +258,7 @@ def compare_versions(corpus: Path, videos: pd.DataFrame, version: str, other: st
                 ests.append(np.stack(merged.frame_roll_est.to_numpy()).astype(bool))
         split_onsets = []
         for video_id in videos[(videos.status == "ok") & (videos.split == split)].video_id:
-            a, b = (CorpusLayout(corpus).midi(v, video_id) for v in (version, other))
+            a, b = (corpus.midi(v, video_id) for v in (version, other))
             if a.is_file() and b.is_file():
                 split_onsets.append(onset_scores(read_midi(a), read_midi(b))["f1"])
         ref, est = np.concatenate([empty, *refs]), np.concatenate([empty, *ests])
@@ -287,14 +286,15 @@ def manifest_rows(path: str | None) -> dict[str, dict]:
     return {raw["video_id"]: raw for _, _, raw in read_raw_rows(Path(path)) if raw.get("video_id")}
 
 
-def audit(corpus: str | Path, label_version: str | None = None, compare: str | None = None,
+def audit(corpus: str | Path | CorpusLayout, label_version: str | None = None, compare: str | None = None,
           manifest: str | None = None) -> dict:
-    """Everything the report shows, as plain data."""
-    corpus = Path(corpus)
+    """Everything the report shows, as plain data, all read from the generation published
+    when it starts."""
+    corpus = CorpusLayout.published(corpus)
     meta = corpus_meta(corpus)
     version = corpus_label_version(corpus, label_version)
     other = corpus_label_version(corpus, compare) if compare else None
-    videos = pq.read_table(CorpusLayout(corpus).videos).to_pandas().astype(object)
+    videos = pq.read_table(corpus.videos).to_pandas().astype(object)
     videos = videos.where(videos.notna(), None)  # nulls stay None in the JSON
     manifest_path = manifest or meta.get("manifest")
     labels, pairing = label_figures(corpus, videos, version)
@@ -313,5 +313,6 @@ def audit_corpus(corpus: str | Path, label_version: str | None = None, compare: 
     """`pianocorpus audit`: the audit, written as stats/audit.json and stats/report.html."""
     from pipelines.report import write_report
 
-    result = audit(corpus, label_version, compare, manifest)
-    return (result, *write_report(result, Path(corpus)))
+    layout = CorpusLayout.published(corpus)
+    result = audit(layout, label_version, compare, manifest)
+    return (result, *write_report(result, layout))

@@ -187,12 +187,13 @@ def render_html(result: dict) -> str:
             f'</title><style>{STYLE}</style></head><body><h1>Audit of {html.escape(result["corpus"])}</h1>{body}</body></html>')
 
 
-def write_report(result: dict, corpus: Path) -> tuple[Path, Path]:
+def write_report(result: dict, corpus: "Path | CorpusLayout") -> tuple[Path, Path]:
     """stats/audit.json and stats/report.html, each written whole then renamed."""
     import matplotlib
 
     matplotlib.use("Agg")
-    json_path, html_path = CorpusLayout(corpus).audit_json, CorpusLayout(corpus).report_html
+    layout = CorpusLayout.published(corpus)
+    json_path, html_path = layout.audit_json, layout.report_html
     atomic_json(result, json_path)
     atomic_text(render_html(result), html_path)
     return json_path, html_path

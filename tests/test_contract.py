@@ -79,3 +79,23 @@ def test_the_layout_names_each_file_once(tmp_path):
     assert layout.wds_stats("v1", "train-000002.tar") == tmp_path / "stats" / "wds" / "v1" / "train-000002_stats.json"
     assert layout.work.label_rolls("v1", "a") == tmp_path / ".work" / "labels" / "v1" / "a.parquet"
     assert replace(BuildConfig(out=tmp_path), cache=None).fetch_options().cache == tmp_path / ".cache"
+
+
+def test_a_published_layout_stays_with_its_generation_when_another_is_published(tmp_path):
+    from contract.publish import carry_over, publish, start_generation
+
+    first = start_generation(CorpusLayout(tmp_path))
+    first.corpus_json.write_text('{"label_versions": {}, "n": 1}')
+    publish(first)
+    pinned, live = CorpusLayout.published(tmp_path), CorpusLayout(tmp_path)
+    second = start_generation(CorpusLayout(tmp_path))
+    carry_over(CorpusLayout(tmp_path), second, lambda path: True)
+    assert second.corpus_json.stat().st_ino == first.corpus_json.stat().st_ino  # shared files are links
+    second.corpus_json.unlink()
+    second.corpus_json.write_text('{"label_versions": {}, "n": 2}')
+    publish(second)
+    assert (pinned.generation, str(pinned)) == ("g000001", str(tmp_path)) and '"n": 1' in pinned.corpus_json.read_text()
+    assert '"n": 2' in CorpusLayout(tmp_path).corpus_json.read_text() and live.generation == "g000002"
+    assert '"n": 2' in (tmp_path / "corpus.json").read_text()  # the name at the top follows the pointer
+    publish(start_generation(CorpusLayout(tmp_path)))
+    assert CorpusLayout(tmp_path).generations() == ["g000002", "g000003"]  # the one before stays, older ones go

@@ -138,7 +138,7 @@ def balanced(samples: Iterable[dict], buffer: int, rng: random.Random) -> Iterat
         yield pool[index.draw(rng)][0]
 
 
-def _checked_files(corpus: Path, kind: str, version: str | None, split: str) -> list[Path] | None:
+def _checked_files(corpus: CorpusLayout, kind: str, version: str | None, split: str) -> list[Path] | None:
     """The split's files of `kind` as corpus.json records them, each checked present and of
     its size (a clear error naming each missing or short one); None for a corpus built
     before file records were kept."""
@@ -148,7 +148,7 @@ def _checked_files(corpus: Path, kind: str, version: str | None, split: str) -> 
     records = files.get(kind, {})
     records = {kind: {version: {split: records.get(version, {}).get(split, [])}}} if version else \
         {kind: {split: records.get(split, [])}}
-    entries = expected_files(CorpusLayout(corpus), records)
+    entries = expected_files(corpus, records)
     problems = check_files(entries)
     if problems:
         raise ValueError(f"{corpus}: split {split!r} is damaged: {'; '.join(problems[:5])}"
@@ -164,8 +164,9 @@ class FrameWindows(IterableDataset):
                  keys: str = "88", size: tuple[int, int] = (100, 900), shuffle_buffer: int = 0,
                  balanced: bool = False, seed: int = 0, rank: int | None = None, world_size: int | None = None):
         self.corpus = Path(corpus)
+        self.layout = CorpusLayout.published(corpus)  # every file from the generation published now
         self.split = split
-        self.label_version = corpus_label_version(self.corpus, label_version)
+        self.label_version = corpus_label_version(self.layout, label_version)
         self.keys = keys
         self.key_lo, self.key_hi = key_range(keys)
         self.height, self.width = size
@@ -243,8 +244,8 @@ class WebDatasetWindows(FrameWindows):
     kind = "WebDataset"
 
     def list_units(self) -> list[Path]:
-        listed = _checked_files(self.corpus, "wds", self.label_version, self.split)
-        return listed if listed is not None else CorpusLayout(self.corpus).wds_shards(self.label_version, self.split)
+        listed = _checked_files(self.layout, "wds", self.label_version, self.split)
+        return listed if listed is not None else self.layout.wds_shards(self.label_version, self.split)
 
     def records(self, unit: Path) -> Iterator[Record]:
         from webdataset.tariterators import tarfile_samples
@@ -262,9 +263,9 @@ class ParquetWindows(FrameWindows):
     batch_rows = 256
 
     def list_units(self) -> list[tuple[Path, Path]]:
-        layout = CorpusLayout(self.corpus)
-        frames = _checked_files(self.corpus, "frames", None, self.split)
-        _checked_files(self.corpus, "labels", self.label_version, self.split)
+        layout = self.layout
+        frames = _checked_files(layout, "frames", None, self.split)
+        _checked_files(layout, "labels", self.label_version, self.split)
         frames = frames if frames is not None else layout.frame_parts(self.split)
         units = [(f, layout.label_part(self.label_version, self.split, f)) for f in frames]
         missing = [str(lab) for _, lab in units if not lab.is_file()]
