@@ -21,7 +21,7 @@ def part_path(path: Path) -> Path:
 
 def remove_stale_parts(root: Path, skip: tuple[str, ...] = ()) -> int:
     """Delete the temporary files a killed writer left under `root` (not under the
-    top-level folders named in `skip`); only the holder of the corpus lock calls this."""
+    top-level folders named in `skip`); only `contract.lock.corpus_lock` calls this, for its holder."""
     removed = 0
     for path in Path(root).rglob("*.part"):
         if path.is_file() and path.relative_to(root).parts[0] not in skip:

@@ -37,11 +37,6 @@ def part_name(n: int) -> str:
     return f"part-{n:05d}.parquet"
 
 
-def part_files(folder: Path) -> list[Path]:
-    """The Parquet parts in a folder, in order (none when it does not exist)."""
-    return sorted(Path(folder).glob("part-*.parquet"))
-
-
 def shard_name(split: str, n: int) -> str:
     return f"{split}-{n:06d}.tar"
 
@@ -189,7 +184,7 @@ class CorpusLayout:
         return self.data / "frames" / split
 
     def frame_parts(self, split: str) -> list[Path]:
-        return part_files(self.frames_dir(split))
+        return sorted(self.frames_dir(split).glob("part-*.parquet"))
 
     def splits(self) -> list[str]:
         """The splits that have frames (those with at least one ok video)."""
@@ -223,9 +218,6 @@ class CorpusLayout:
 
     def wds_stats(self, version: str, shard: Path | str) -> Path:
         return self.wds_stats_dir(version) / f"{Path(shard).stem}_stats.json"
-
-    def wds_stats_files(self, version: str, split: str) -> list[Path]:
-        return sorted(self.wds_stats_dir(version).glob(f"{split}-*_stats.json"))
 
     @property
     def summary_json(self) -> Path:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from contract.atomic import remove_stale_parts
 from contract.layout import CorpusLayout
 
 
@@ -38,7 +39,8 @@ def lock_holder(root: str | Path) -> dict | None:
 
 @contextmanager
 def corpus_lock(root: str | Path, command: str) -> Iterator[None]:
-    """Hold the corpus's write lock for the block, or raise CorpusLocked naming the holder."""
+    """Hold the corpus's write lock for the block, or raise CorpusLocked naming the holder;
+    the new holder first removes the temporary files a killed writer left (not in the cache)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(CorpusLayout(root).lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -56,6 +58,7 @@ def corpus_lock(root: str | Path, command: str) -> Iterator[None]:
               "argv": " ".join(sys.argv), "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        remove_stale_parts(root, skip=(CorpusLayout(root).default_cache.name,))
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

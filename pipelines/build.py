@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contract.atomic import atomic_json, atomic_parquet, remove_stale_parts
+from contract.atomic import atomic_json, atomic_parquet
 from contract.config import BuildConfig, LabelerConfig, RayConfig
 from contract.hashing import json_digest, sha256_file
 from contract.integrity import check_files, expected_files, file_record
@@ -207,34 +207,37 @@ def _ok_by_split(video_rows: list[dict]) -> dict[str, list[str]]:
 
 def assemble(config: BuildConfig, video_rows: list[dict], version: str, spec: dict) -> dict:
     """A new generation (videos.parquet, frames/, labels/VERSION/, wds/VERSION/, stats/,
-    corpus.json; other label versions linked from the published one), then published."""
+    corpus.json), then published. The corpus's other label versions (made by relabel) are
+    made again for the new frames parts from their work files; one whose work files are
+    not all there is linked from the published generation as it was (and `verify` says
+    when it no longer fits the frames)."""
     published = config.layout
     corpus = start_generation(published)
-    carry_over(published, corpus, lambda path: _label_version_of(path) not in (None, version))
+    remade = _remakeable_versions(published, corpus, video_rows, version)
+    carry_over(published, corpus, lambda path: _label_version_of(path) not in (None, version, *remade))
     atomic_parquet(pa.Table.from_pylist(video_rows, schema=VIDEOS_SCHEMA), corpus.videos)
     files = {"videos": file_record(corpus.videos, rows=len(video_rows)),
              "frames": {split: write_frame_parts([corpus.work.frames(v) for v in ids], corpus.frames_dir(split),
                                                  config.shards.rows_per_part)
                         for split, ids in _ok_by_split(video_rows).items()}}
     stats = write_label_version(config, corpus, video_rows, version, spec, files=files)
-    _remake_other_versions(config, published, corpus, video_rows, version)
+    for other, other_spec in remade.items():
+        write_label_version(config, corpus, video_rows, other, other_spec)
     stats["totals"] = video_totals(video_rows)
     atomic_json(stats, corpus.summary_json)
     publish(corpus)
     return stats
 
 
-def _remake_other_versions(config: BuildConfig, published: CorpusLayout, corpus: CorpusLayout,
-                           video_rows: list[dict], version: str) -> None:
-    """The corpus's other label versions (made by relabel) again, for the new frames parts,
-    from their work files; a version whose work files are not all there stays as it was
-    linked (and `verify` says when it no longer fits the frames)."""
+def _remakeable_versions(published: CorpusLayout, corpus: CorpusLayout, video_rows: list[dict],
+                         version: str) -> dict[str, dict]:
+    """The published corpus's other label versions whose labels every ok video has in the
+    work state, with their specs."""
     if not published.corpus_json.is_file():
-        return
+        return {}
     ok = [r["video_id"] for r in video_rows if r["status"] == "ok"]
-    for other, spec in corpus_meta(published.root)["label_versions"].items():
-        if other != version and all(_labels_done(corpus, other, v) for v in ok):
-            write_label_version(config, corpus, video_rows, other, spec)
+    return {other: spec for other, spec in corpus_meta(published)["label_versions"].items()
+            if other != version and all(_labels_done(corpus, other, v) for v in ok)}
 
 
 def _label_version_of(path: Path) -> str | None:
@@ -277,7 +280,6 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
         corpus_meta(config.out)  # a damaged corpus.json is named now, not after the whole run
     config.manifest = str(Path(manifest.path).resolve())
     with corpus_lock(config.out, "build"):
-        remove_stale_parts(config.out, skip=(config.layout.default_cache.name,))
         started_here = not ray_is_up()
         labeler = _resolved(config.labeler, config.ray)
         spec, version = _label_spec(config, labeler)
@@ -344,7 +346,6 @@ def relabel(corpus: str | Path, labeler: LabelerConfig = LabelerConfig(), make_d
         raise ValueError(f"{corpus}: not a corpus (no videos.parquet)")
     meta = corpus_meta(corpus)
     with corpus_lock(corpus, "relabel"):
-        remove_stale_parts(layout.root, skip=(layout.default_cache.name,))
         return _relabel(layout, meta, labeler, make_default, ray)
 
 

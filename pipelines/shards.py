@@ -3,8 +3,9 @@
 Deterministic: videos in id order, parts cut every `rows_per_part` frames, WebDataset
 shards cut at `shard_samples` samples or `shard_bytes` bytes, so the same work files give
 the same shards whatever ran them. Frames and labels parts are cut at the same rows:
-part N of `frames/SPLIT` and of `labels/VERSION/SPLIT` hold the same frames. Every file is
-written under a temporary name and renamed.
+part N of `frames/SPLIT` and of `labels/VERSION/SPLIT` hold the same frames. They are
+written into a new generation's empty folders (contract/publish.py), each file under a
+temporary name, then renamed.
 """
 
 from __future__ import annotations
@@ -23,17 +24,8 @@ import pyarrow.parquet as pq
 from contract.atomic import atomic_json, atomic_parquet, atomic_path
 from contract.config import ShardConfig
 from contract.integrity import file_record
-from contract.layout import CorpusLayout, part_files, part_name, shard_name
+from contract.layout import CorpusLayout, part_name, shard_name
 from contract.records import FRAMES_SCHEMA, LABELS_SCHEMA
-
-
-def _remove_others(existing: list[Path], written: list[dict]) -> None:
-    """After the new files are in place (each renamed over its old namesake, so no file a
-    reader opens is ever missing), remove the earlier assembly's files beyond them."""
-    names = {record["name"] for record in written}
-    for stale in existing:
-        if stale.name not in names:
-            stale.unlink(missing_ok=True)
 
 
 def _parts(tables: Iterator[pa.Table], rows_per_part: int) -> Iterator[pa.Table]:
@@ -53,12 +45,11 @@ def _parts(tables: Iterator[pa.Table], rows_per_part: int) -> Iterator[pa.Table]
 def write_frame_parts(sources: list[Path], folder: Path, rows_per_part: int) -> list[dict]:
     """The per-video frame tables, in order, as folder/part-NNNNN.parquet; a file record
     (name, size, hash, rows, kept frames) of each."""
-    existing, records = part_files(folder), []
+    records = []
     for n, table in enumerate(_parts((pq.read_table(p, schema=FRAMES_SCHEMA) for p in sources), rows_per_part)):
         atomic_parquet(table, folder / part_name(n))
         kept = int(pa.compute.sum(table.column("kept")).as_py() or 0)
         records.append(file_record(folder / part_name(n), rows=table.num_rows, kept=kept))
-    _remove_others(existing, records)
     return records
 
 
@@ -92,13 +83,12 @@ def _runs(video_ids: list[str]) -> Iterator[tuple[str, int, int]]:
 def write_label_parts(frames_parts: list[Path], sources: dict[str, Path], folder: Path) -> list[dict]:
     """The labels part of the same name as each frames part holds the rolls of exactly its
     frames; a file record of each."""
-    existing, labels, records = part_files(folder), _LabelTables(sources), []
+    labels, records = _LabelTables(sources), []
     for frames_part, table in zip(frames_parts, _frame_parts(frames_parts, ["video_id", "frame"])):
         ids, frames = table.column("video_id").to_pylist(), table.column("frame").to_pylist()
         pieces = [labels.rows(v, frames[a:b]) for v, a, b in _runs(ids)]
         atomic_parquet(pa.concat_tables(pieces) if pieces else LABELS_SCHEMA.empty_table(), folder / frames_part.name)
         records.append(file_record(folder / frames_part.name, rows=len(ids)))
-    _remove_others(existing, records)
     return records
 
 
@@ -149,7 +139,6 @@ def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: 
     """Kept frames with their rolls as wds/VERSION/SPLIT/SPLIT-NNNNNN.tar, a stats json per
     shard; a file record (name, size, hash, samples) of each."""
     folder = corpus.wds_dir(version, split)
-    existing, existing_stats = corpus.wds_shards(version, split), corpus.wds_stats_files(version, split)
     shards: list[dict] = []
     records: list[dict] = []
     tar = None
@@ -179,6 +168,4 @@ def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: 
             shards[-1]["videos"].append(video_id)
     if tar is not None:
         close()
-    _remove_others(existing, records)
-    _remove_others(existing_stats, [{"name": corpus.wds_stats(version, r["name"]).name} for r in records])
     return records
