@@ -47,12 +47,14 @@ def new_video_row(video_id: str, dataset: str | None, split: str, url: str | Non
     return row
 
 
-def label_record(video_id: str, n_notes: int | None = None, error: str | None = None) -> dict:
+def label_record(video_id: str, n_notes: int | None = None, error: str | None = None,
+                 rolls_sha256: str | None = None) -> dict:
     """A video's label outcome for one version (the work state; videos.parquet takes
-    `label_status` and `n_notes` from it): ok with its notes, or failed with the
-    exception's class and message (`AudioInputError: ...`)."""
+    `label_status` and `n_notes` from it): ok with its notes and its rolls file's hash (a
+    re-run takes the labels only with that very file), or failed with the exception's
+    class and message (`AudioInputError: ...`)."""
     return {"video_id": video_id, "label_status": "failed" if error else "ok", "n_notes": n_notes,
-            "label_error": error}
+            "label_error": error, "rolls_sha256": rolls_sha256}
 
 
 def video_totals(video_rows: list[dict]) -> dict:

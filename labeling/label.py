@@ -48,8 +48,8 @@ def _transcribe_each(transcriber, clips: list) -> list:
 
 
 def label_videos(rows: list[dict], transcriber, spec: dict, version: str, corpus: CorpusLayout) -> list[dict]:
-    """Transcribe the FLAC of each ok video in one batch; its rolls at its frame times
-    into the work state, its MIDI into the corpus; one label record per video."""
+    """Transcribe the FLAC of each ok video in one batch; its rolls at its frame times and
+    its MIDI into the work state (assembly publishes them); one label record per video."""
     clips, ready, records = [], [], []
     for row in rows:
         try:
@@ -76,9 +76,9 @@ def _write_labels(corpus: CorpusLayout, version: str, spec: dict, row: dict, res
         "frame_roll": list(rolls.frame), "onset_roll": list(rolls.onset), "offset_roll": list(rolls.offset),
         "velocity": list(rolls.velocity)}, schema=LABELS_SCHEMA)
     write_midi(notes, corpus.work.label_midi(version, row["video_id"]), result.pedal)  # published at assembly
-    atomic_parquet(table, corpus.work.label_rolls(version, row["video_id"]))
     rolls_path = corpus.work.label_rolls(version, row["video_id"])
-    record = {**label_record(row["video_id"], n_notes=len(notes)), "rolls_sha256": sha256_file(rolls_path)}
+    atomic_parquet(table, rolls_path)
+    record = label_record(row["video_id"], n_notes=len(notes), rolls_sha256=sha256_file(rolls_path))
     atomic_json(record, corpus.work.label_record(version, row["video_id"]))
     return record
 

@@ -103,22 +103,25 @@ def test_sampling_gives_all_frames_asked_for_with_few_keyframes(tmp_path):
     assert np.all((index > np.arange(24) * slot - 2) & (index < (np.arange(24) + 1) * slot))  # each in its own slot
 
 
-def test_frames_of_a_stream_of_unknown_length_are_spread_and_bounded():
-    """The fallback when a video has no duration: never more than 2n frames held."""
+def _bit_frame(k: int, bits: int = 9) -> np.ndarray:
+    """Frame k with its index written as `bits` black/white squares (survives compression)."""
+    frame = np.zeros((32, 32 * bits, 3), np.uint8)
+    for b in range(bits):
+        frame[:, 32 * b:32 * (b + 1)] = 255 * ((k >> b) & 1)
+    return frame
+
+
+def test_frames_of_a_stream_of_unknown_length_are_spread_and_bounded(tmp_path):
+    """The fallback when a video has no duration, on frames decoded from real videos that
+    carry their index: never more than 2n held, evenly spaced from the first on."""
     from curation.keyboard import _evenly_spaced
 
-    class Decoded:
-        held = 0
-
-        def __init__(self, i):
-            self.i = i
-
-        def to_ndarray(self, format):
-            return np.full((2, 2, 3), self.i % 256, np.uint8), self.i
-
-    for total in (10, 100, 5000):
-        kept = _evenly_spaced((Decoded(i) for i in range(total)), 24)
-        indices = [i for _, i in kept]
+    for total in (10, 100, 400):
+        path = tmp_path / f"indexed{total}.mp4"
+        write_video(path, [_bit_frame(k) for k in range(total)])
+        with av.open(str(path)) as container:
+            kept = _evenly_spaced(container.decode(video=0), 24)
+        indices = [sum(1 << b for b in range(9) if frame[:, 32 * b:32 * (b + 1)].mean() > 127) for frame in kept]
         assert len(kept) <= 48 and (len(kept) >= 24 or len(kept) == total)
         gaps = set(np.diff(indices))
         assert len(gaps) == 1 and indices[0] == 0 and total - indices[-1] <= 2 * gaps.pop()
