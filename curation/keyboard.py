@@ -24,9 +24,11 @@ from the black keys, which are the one thing every keyboard shows whatever its l
 4. geometry: each matched black key gives two points (its back and front end) in
    keyboard coordinates (key position in white keys, depth in black-key lengths); a
    RANSAC homography maps them to the frame (rotation, keystone, oblique views,
-   upside-down and mirrored cameras alike). The white keys' front edge is found by
-   scanning down the white-only zone for the brightness drop, the 0.63 black/white
-   length ratio its prior;
+   upside-down and mirrored cameras alike). Which end of the black keys is their front
+   is told by the thin dark gaps between the white keys, which continue beyond the
+   fronts only (a body behind the keys may be as bright as they are). The white keys'
+   front edge is found by scanning down the white-only zone for the brightness drop
+   near where those gaps stop, the 0.63 black/white length ratio its prior;
 5. checks: each end must show two of its five outermost black keys (the pattern repeats
    every octave, so a model slid by one would otherwise fit a 61-key keyboard), and
    its white keys, or lie outside the frame by at most
@@ -40,6 +42,7 @@ on the per-pixel median of those frames (hands move, the keyboard does not).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,17 +179,42 @@ def key_blobs(mask: np.ndarray, beside: np.ndarray) -> Blobs:
 
 def _lit_rows(pixels: np.ndarray, beside: np.ndarray) -> tuple[int, int]:
     """First row and length of the blob's longest run of rows whose white level beside
-    is at least half the blob's brightest (`pixels`: the blob in its box)."""
+    is at least half the blob's brightest (`pixels`: the blob in its box), after cutting
+    off the dimmer side of a clean step (the mirror line of a glossy fallboard)."""
     level = np.where(pixels, beside, 0).max(axis=1).astype(float)
+    start, stop = _mirror_step(level)
+    level = level[start:stop]
     good = level >= 0.5 * np.percentile(level, 90)  # a lid's shadow dims less
+    offset = start
     if good.all():
-        return 0, len(good)
+        return offset, len(good)
     best, run, best_start, start = 0, 0, 0, 0
     for r, ok in enumerate(good):
         run, start = (run + 1, start) if ok else (0, r + 1)
         if run > best:
             best, best_start = run, start
-    return best_start, best
+    return offset + best_start, best
+
+
+def _mirror_step(level: np.ndarray) -> tuple[int, int]:
+    """The rows to keep, [start, stop): all of them, or the brighter side of a step where
+    the white level beside the blob falls to under 0.7 of itself and stays there (two flat
+    runs, each at least a quarter of the blob): a black key running into its own mirror
+    image, whose whites are dimmer. A gradient or a hand's edge is no such step."""
+    n = len(level)
+    if n < 12 or level.min() >= 0.7 * level.max():  # most blobs: no step possible
+        return 0, n
+    k = np.arange(n // 4, n - n // 4 + 1)
+    total, squares = np.r_[0.0, np.cumsum(level)], np.r_[0.0, np.cumsum(level ** 2)]
+    mean_a, mean_b = total[k] / k, (total[-1] - total[k]) / (n - k)
+    std_a = np.sqrt(np.maximum(squares[k] / k - mean_a ** 2, 0))
+    std_b = np.sqrt(np.maximum((squares[-1] - squares[k]) / (n - k) - mean_b ** 2, 0))
+    low, high = np.minimum(mean_a, mean_b), np.maximum(mean_a, mean_b)
+    step = (high > 0) & (low < 0.7 * high) & (np.maximum(std_a, std_b) < 0.2 * (high - low))
+    if not step.any():
+        return 0, n
+    best = int(np.flatnonzero(step)[np.argmin((low / np.maximum(high, 1e-9))[step])])
+    return (0, int(k[best])) if mean_a[best] > mean_b[best] else (int(k[best]), n)
 
 
 def blob_rows(blobs: Blobs, max_rows: int = 3, seed: int = 0) -> list[np.ndarray]:
@@ -369,9 +397,52 @@ def _blob_ends(blobs: Blobs, index: np.ndarray, front_down: bool) -> tuple[np.nd
     return np.array(backs), np.array(fronts)
 
 
-def _front_is_down(gray: np.ndarray, blobs: Blobs, row: np.ndarray, normal: np.ndarray) -> bool:
-    """The white keys continue beyond the black keys' front ends; behind their back ends
-    is the fallboard. Compare the brightness just beyond either end of the blobs."""
+def _front_is_down(gray: np.ndarray, blobs: Blobs, row: np.ndarray, normal: np.ndarray, keys: np.ndarray,
+                   members: np.ndarray, white_px: float) -> bool:
+    """Whether the black keys' fronts are their image-down ends (along `normal`). The white
+    keys continue beyond the fronts, with a dark gap between each two; beyond the backs
+    is the fallboard or the body, which may be as bright (a white digital piano, a glow
+    line) but has no such gaps, and its mirror image of the keys is dimmer. So the side
+    whose white-key gaps show more contrast wins; brightness decides when neither shows any."""
+    contrast = []
+    for down in (True, False):
+        backs, fronts = _blob_ends(blobs, row[members], down)
+        homography, _ = _key_homography(_black_centres()[keys], backs, fronts, white_px)
+        contrast.append(_gap_contrast(gray, homography) if homography is not None else 0.0)
+    if abs(contrast[0] - contrast[1]) >= 4:
+        return contrast[0] > contrast[1]
+    return _brighter_below(gray, blobs, row, normal)
+
+
+def _gap_contrast(gray: np.ndarray, homography: np.ndarray) -> float:
+    """How much darker the white keys' boundaries are than their middles where only white
+    keys are (1.12-1.45 black-key lengths from the back)."""
+    profile = _gap_profile(gray, homography, np.linspace(1.12, 1.45, 6))
+    return float(np.median(profile))
+
+
+def _gap_profile(gray: np.ndarray, homography: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Per depth v: the deepest narrow dip near each white-key boundary (within 0.24
+    white keys of where the fit puts it: an extrapolated fit drifts), as the 60th
+    percentile over the boundaries (a hand may cover a third of them); 0 where nothing
+    is in the frame. A dip is a sample darker than both samples 0.21 white keys either
+    side of it: a thin gap is one, a black key is not (0.2 inside it is black too)."""
+    step, reach, side = 0.03, 8, 7  # in samples: the dip's search (0.24) and its shoulders (0.21)
+    offsets = np.arange(-(reach + side), reach + side + 1) * step
+    boundary = np.arange(1, N_WHITE)[:, None, None] + 0 * v[None, :, None] + offsets[None, None, :]
+    depth = np.broadcast_to(v[None, :, None], boundary.shape)
+    values = _sample(gray, homography, boundary, depth)
+    centre = values[:, :, side:-side]
+    dips = np.fmin(values[:, :, :-2 * side], values[:, :, 2 * side:]) - centre
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # keys outside the frame are NaN
+        deepest = np.nanmax(dips, axis=2)
+        profile = np.nanpercentile(deepest, 60, axis=0)
+    return np.nan_to_num(profile, nan=0.0)
+
+
+def _brighter_below(gray: np.ndarray, blobs: Blobs, row: np.ndarray, normal: np.ndarray) -> bool:
+    """Whether it is brighter just beyond the blobs' image-down ends than beyond their upper ends."""
     h = blobs.height[row]
     values = []
     for sign in (1, -1):
@@ -411,8 +482,9 @@ def _white_centres() -> np.ndarray:
 
 
 def _front_edge(gray: np.ndarray, homography: np.ndarray) -> float:
-    """Depth (black-key lengths) of the white keys' front: the strongest drop in the white
-    keys' median brightness below the black keys; the 0.63 ratio when no clear drop."""
+    """Depth (black-key lengths) of the white keys' front: a clear drop in the white keys'
+    median brightness below the black keys (the strongest, or of several the one nearest
+    to where the gaps between the white keys stop); the 0.63 ratio when no clear drop."""
     v = np.arange(1.05, 2.3, 0.01)
     m = _white_centres()[::2]
     values = _sample(gray, homography, m[None, :].repeat(len(v), 0), v[:, None].repeat(len(m), 1))
@@ -425,10 +497,31 @@ def _front_edge(gray: np.ndarray, homography: np.ndarray) -> float:
     search = (v[:-6] > 1.3) & (v[:-6] < 2.0)
     if not search.any():
         return FRONT
-    k = int(np.flatnonzero(search)[drop[search].argmax()])
-    if drop[k] < 0.15 * white:
+    peak = np.r_[False, (drop[1:-1] >= drop[:-2]) & (drop[1:-1] >= drop[2:]), False]
+    candidates = np.flatnonzero(search & peak & (drop >= 0.15 * white))
+    if not len(candidates):
         return FRONT
+    strongest = drop[candidates].max()
+    candidates = candidates[drop[candidates] >= 0.5 * strongest]
+    gaps_end = _gaps_end(gray, homography)
+    if gaps_end is None:
+        k = candidates[drop[candidates].argmax()]
+    else:  # of two clear drops (a white body's own edge below the keys'), the one where the gaps stop
+        k = candidates[np.abs(v[candidates] + 0.03 - gaps_end).argmin()]
     return float(v[k] + 0.03)
+
+
+def _gaps_end(gray: np.ndarray, homography: np.ndarray) -> float | None:
+    """Depth where the dark gaps between the white keys stop (the keys' front), when they
+    show clearly: a body as bright as the keys below them (a white digital piano) makes
+    no brightness drop there, and its own lower edge would be taken for the front."""
+    v = np.arange(1.1, 2.1, 0.03)
+    profile = _gap_profile(gray, homography, v)
+    reference = float(np.median(profile[v < 1.3]))
+    if reference < 8:
+        return None
+    weak = np.flatnonzero((v > 1.3) & (profile < reference / 3))
+    return float(v[weak[0]]) if len(weak) else None
 
 
 def _clipped(homography: np.ndarray, front: float, size: tuple[int, int]) -> tuple[float, float]:
@@ -543,10 +636,10 @@ def _fit_direction(turned: np.ndarray, blobs: Blobs, row: np.ndarray, gray: np.n
     matching again through it (it models perspective exactly; the tolerance of 0.35
     white keys takes lens bow), then the checks."""
     white_px = row_fit.scale * key_length  # a white key's width in pixels, about
-    front_down = _front_is_down(turned, blobs, row, normal)
+    keys, members = row_fit.keys, row_fit.blobs
+    front_down = _front_is_down(turned, blobs, row, normal, keys, members, white_px)
     backs, fronts = _blob_ends(blobs, row, front_down)
     centres = (backs + fronts) / 2
-    keys, members = row_fit.keys, row_fit.blobs
     for _ in range(3):
         homography, _ = _key_homography(_black_centres()[keys], backs[members], fronts[members], white_px)
         if homography is None:

@@ -86,15 +86,18 @@ def test_bright_neutral_surroundings_touching_the_keys_do_not_join_them(scene):
     _located_like(lit, quad)
 
 
-def test_a_glossy_fallboard_mirroring_the_keys_is_not_taken_for_them(scene):
+@pytest.mark.parametrize("strength", [0.35, 0.6])
+def test_a_glossy_fallboard_mirroring_the_keys_is_not_taken_for_them(scene, strength):
+    """The key band flipped about the back edge, dimmed and drawn above it; at 0.6 its
+    whites are bright enough that each black key and its mirror image read as one tall
+    key, unless the mirror line (where the whites beside it step down) cuts them."""
     frame, quad, to_frame = scene
     glossy = frame.copy()
-    # The key band, flipped about the back edge and dimmed, drawn above it.
     flip = np.array([[1, 0, 0], [0, -1, 0], [0, 0, 1]], float)
     reflection_warp = to_frame @ flip @ np.linalg.inv(to_frame)
     reflection = cv2.warpPerspective(frame, reflection_warp, frame.shape[1::-1])
     above = _keyboard_mask(frame.shape, to_frame, 0, N_WHITE, -0.7, 0.0)
-    glossy[above] = (0.35 * reflection[above] + 10).astype(np.uint8)
+    glossy[above] = (strength * reflection[above] + 10).astype(np.uint8)
     _located_like(glossy, quad)
 
 
@@ -125,3 +128,29 @@ def test_rotated_and_oblique_cameras(scene, angle, far):
     location = locate_in_frames([image])
     assert location.orientation == "normal"
     assert quad_iou(location.quad, truth, (h, w)) > 0.93
+
+
+def _white_digital_piano(frame, to_frame, hands: bool):
+    """White keys a little grey in a white plastic body brighter than they are: a panel
+    behind the keys and a strip in front of them (a thin dark line at their fronts), a dark
+    desk below; optionally hands over half of the white keys' fronts."""
+    white = frame.copy()
+    keys = _keyboard_mask(frame.shape, to_frame, 0, N_WHITE, 0.0, 1.0)
+    white[keys] = (white[keys] * 0.85).astype(np.uint8)
+    white[_keyboard_mask(frame.shape, to_frame, -1.5, N_WHITE + 1.5, -0.8, 0.0)] = (238, 238, 236)
+    white[_keyboard_mask(frame.shape, to_frame, -1.5, N_WHITE + 1.5, 1.0, 1.35)] = (236, 236, 234)
+    white[_keyboard_mask(frame.shape, to_frame, -1.5, N_WHITE + 1.5, 1.0, 1.02)] = (90, 90, 90)
+    white[_keyboard_mask(frame.shape, to_frame, -3, N_WHITE + 3, 1.35, 3.0)] = (60, 70, 80)
+    if hands:
+        for m0, m1 in ((8, 20), (30, 43)):  # half the white keys
+            white[_keyboard_mask(frame.shape, to_frame, m0, m1, 0.7, 1.0)] = (80, 110, 160)
+    return white
+
+
+@pytest.mark.parametrize("hands", [False, True])
+def test_a_white_body_brighter_than_the_keys_is_not_taken_for_them(scene, hands):
+    """The black keys' fronts are told from their backs by the gaps between the white keys
+    that continue beyond them (a brighter body behind the keys once turned the keyboard
+    round), and the keys' front by where those gaps stop (once the body's lower edge)."""
+    frame, quad, to_frame = scene
+    _located_like(_white_digital_piano(frame, to_frame, hands), quad)
