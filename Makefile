@@ -10,7 +10,7 @@ DEMO_DIR ?= demo
 # torchaudio (transkun needs only its mel filterbank) goes in beside it without deps.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 NO_DEPS ?= torchaudio==2.11.0 basic-pitch==0.4.0 transkun==2.0.1
-APT_PACKAGES := fluidsynth fluid-soundfont-gm
+APT_PACKAGES := fluidsynth fluid-soundfont-gm chromium
 
 .PHONY: demo test env system-deps clean train-demo
 
@@ -42,20 +42,23 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(NO_DEPS)
 	touch $(STAMP)
 
-# FluidSynth + a GM piano soundfont make the synthetic videos' audio a real piano.
+# FluidSynth + a GM piano soundfont make the synthetic videos' audio a real piano;
+# headless Chromium checks that the audit's pages show their pictures (a test).
 # Installed when missing and we are root with apt-get; otherwise pretty_midi's
 # synthesizer is used and this says so.
 system-deps:
-	@if command -v fluidsynth >/dev/null 2>&1 && [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then :; \
+	@if command -v fluidsynth >/dev/null 2>&1 && [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] \
+	    && command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "== installing $(APT_PACKAGES) (apt-get)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq $(APT_PACKAGES) >/dev/null 2>&1 || \
 	  { apt-get update -qq >/dev/null && apt-get install -y -qq $(APT_PACKAGES) >/dev/null; } || \
-	  echo "note: could not install $(APT_PACKAGES); synthetic audio falls back to pretty_midi"; \
+	  echo "note: could not install $(APT_PACKAGES); synthetic audio falls back to pretty_midi" \
+	       "and the audit's browser test fails without chromium"; \
 	else \
-	  echo "note: FluidSynth not found; synthetic audio uses pretty_midi's synthesizer" \
-	       "(sudo apt-get install $(APT_PACKAGES) for a real piano sound)"; \
+	  echo "note: FluidSynth or Chromium not found; synthetic audio uses pretty_midi's synthesizer" \
+	       "and the audit's browser test fails (sudo apt-get install $(APT_PACKAGES))"; \
 	fi
 
 clean:

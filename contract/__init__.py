@@ -7,5 +7,6 @@
   into corpus.json and read back whole;
 - `meta`: reading and writing corpus.json;
 - `atomic`, `hashing`, `threads`, `piano`: files that appear only complete, content
-  hashes, the per-task thread budget, the 88-key geometry.
+  hashes, the per-task thread budget, the 88-key geometry;
+- `extras`: what to install when an optional package (torch, a labeler) is missing.
 """

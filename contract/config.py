@@ -67,6 +67,8 @@ class FetchOptions:
     proxy: str | None = None
     cookies: Path | None = None
     cookies_from_browser: str | None = None
+    requests_per_s: float | None = 1.0  # video downloads started per second, across all workers (http/https only)
+    limiter: object | None = field(default=None, compare=False, repr=False)  # shared at run time (fetch_manifest, the build)
     ytdlp: dict = field(default_factory=dict)
 
     def recorded(self) -> dict:
@@ -111,6 +113,7 @@ class BuildConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     retry_failed: bool = False
     manifest: str | None = None  # the manifest built from (recorded in corpus.json; the audit reads it)
+    progress_every_s: float = 30.0  # a progress line this often when stderr is not a terminal
 
     def __post_init__(self):
         self.out = Path(self.out)

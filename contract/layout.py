@@ -230,3 +230,7 @@ class CorpusLayout:
     @property
     def report_html(self) -> Path:
         return self.data / "stats" / "report.html"
+
+    def video_page(self, video_id: str) -> Path:
+        """The audit's page of one video (linked from report.html)."""
+        return self.data / "stats" / "videos" / f"{video_id}.html"

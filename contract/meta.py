@@ -45,6 +45,16 @@ def corpus_splits(corpus: str | Path | CorpusLayout) -> list[str]:
     return CorpusLayout.published(corpus).splits()
 
 
+def tool_version() -> str:
+    """This pianocorpus's version (0+unknown in a source tree that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pianocorpus")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def _package_versions() -> dict[str, str | None]:
     from importlib.metadata import version
 

@@ -22,8 +22,10 @@ ERROR_CLASSES: dict[str, tuple[str, str]] = {
     "unavailable": ("fetch", "removed, never existed (HTTP 404/410), or a local file that is not there"),
     "private": ("fetch", "a private video"),
     "bot_check": ("fetch", "YouTube asks to sign in / confirm you are not a bot: pass --cookies or --cookies-from-browser"),
-    "rate_limited": ("fetch", "HTTP 429: retried with backoff, then failed"),
+    "rate_limited": ("fetch", "HTTP 429: retried with backoff (at least the Retry-After it gives, for every worker), then failed"),
     "network": ("fetch", "timeouts, resets, a transfer cut short, 5xx: retried with backoff, then failed"),
+    "no_js_runtime": ("fetch", "YouTube listed no downloadable format because yt-dlp lacks a JavaScript runtime (deno >= 2.3) "
+                               "or the challenge solver (yt-dlp-ejs); `pianocorpus doctor` says which"),
     "too_long": ("fetch", "longer than --max-duration"),
     "too_large": ("fetch", "larger than --max-filesize"),
     "corrupt": ("fetch, video", "not readable media, or decoding fails part-way through the file"),

@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -31,6 +31,7 @@ from contract.layout import MEDIA_SUFFIXES, CacheLayout
 from contract.records import FETCH_SCHEMA, FetchRecord
 from contract.vocab import TRANSIENT, Failure
 from curation.probe import ProbeError, probe
+from curation.ratelimit import RateLimiter
 from manifests.schema import ManifestRow
 
 SOURCES_GROUP = "pianocorpus.sources"
@@ -50,11 +51,83 @@ _PATTERNS = (
 
 
 def classify_error(message: str) -> str:
+    """The class of a yt-dlp message whose exception says no more (an extractor's words)."""
     text = message.lower()
     for error_class, fragments in _PATTERNS:
         if any(f in text for f in fragments):
             return error_class
     return "other"
+
+
+# yt-dlp's words when YouTube's formats need the JavaScript challenge solved (2025.11 on)
+_NO_FORMATS = ("requested format is not available", "only images are available")
+_JS_WARNINGS = ("javascript runtime", "challenge solver", "challenge solving failed", "n challenge")
+
+
+def classify_failure(error: BaseException, said: list[str]) -> tuple[str, float | None]:
+    """(class, seconds the server asked us to wait) of a failed yt-dlp call: by the typed
+    exception under yt-dlp's DownloadError (HTTP status, transport failure) where there
+    is one, else by its message; `said` is what yt-dlp logged before failing."""
+    from yt_dlp.networking.exceptions import HTTPError, TransportError
+
+    cause = (getattr(error, "exc_info", None) or (None, None))[1]
+    if isinstance(cause, HTTPError):
+        status = cause.status
+        wait = _retry_after(cause.response.headers.get("Retry-After")) if cause.response is not None else None
+        if status == 429:
+            return "rate_limited", wait
+        if status in (404, 410):
+            return "unavailable", None
+        if status >= 500:
+            return "network", wait
+    elif isinstance(cause, TransportError):  # refused, reset, timed out, name not resolved, TLS
+        return "network", None
+    message = str(error).lower()
+    if any(f in message for f in _NO_FORMATS) and any(w in line.lower() for line in said for w in _JS_WARNINGS):
+        return "no_js_runtime", None
+    return classify_error(message), None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (RFC 9110: delay-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def js_runtime() -> dict | None:
+    """The JavaScript runtime yt-dlp will use for YouTube: deno from its PyPI package (the
+    set-up installs it) or from PATH, as yt-dlp itself sees it; None when there is none."""
+    from yt_dlp.utils._jsruntime import DenoJsRuntime
+
+    path = None
+    try:
+        from deno import find_deno_bin
+
+        path = find_deno_bin()
+    except (ImportError, OSError, RuntimeError):
+        path = None
+    info = DenoJsRuntime(path).info
+    if info is None:
+        return None
+    return {"name": info.name, "path": info.path, "version": info.version, "supported": info.supported}
+
+
+def no_js_runtime_message(message: str) -> str:
+    runtime = js_runtime()
+    have = "no JavaScript runtime found" if runtime is None else (
+        f"deno {runtime['version']} at {runtime['path']}{'' if runtime['supported'] else ' (too old: >= 2.3 needed)'}")
+    return (f"YouTube offered no downloadable format: yt-dlp needs a JavaScript runtime (deno >= 2.3) and the "
+            f"challenge solver scripts (yt-dlp-ejs) to list them ({have}); `pianocorpus doctor` says what is "
+            f"missing. yt-dlp: {message}")
 
 
 # --- cache ---------------------------------------------------------------------------------
@@ -156,6 +229,9 @@ def ytdlp_params(options: FetchOptions, workdir: Path, video_id: str, log: _Ytdl
         "restrictfilenames": True,
         "cachedir": False,
     }
+    runtime = js_runtime()
+    if runtime is not None:
+        params["js_runtimes"] = {"deno": {"path": runtime["path"]}}
     if options.max_duration_s is not None:
         limit = options.max_duration_s
 
@@ -203,7 +279,10 @@ def _download_once(url: str, video_id: str, options: FetchOptions) -> tuple[Path
         message = str(error).replace("\r", "").removeprefix("ERROR: ").strip()
         if "No connection adapters" in message:
             message = f"refused: the server redirects to a URL that is not HTTP(S) ({message})"
-        raise Failure(classify_error(message), message) from None
+        error_class, wait = classify_failure(error, log.lines)
+        if error_class == "no_js_runtime":
+            message = no_js_runtime_message(message)
+        raise FetchFailure(error_class, message, wait) from None
     finished = [p for p in workdir.iterdir() if p.suffix.lower() in MEDIA_SUFFIXES]
     if not finished:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -220,6 +299,14 @@ def _download_once(url: str, video_id: str, options: FetchOptions) -> tuple[Path
     os.replace(finished[0], final)
     shutil.rmtree(workdir, ignore_errors=True)
     return final, info
+
+
+class FetchFailure(Failure):
+    """A failed download, with how long the server asked everyone to wait (Retry-After)."""
+
+    def __init__(self, error_class: str, message: str, retry_after_s: float | None = None):
+        super().__init__(error_class, message)
+        self.retry_after_s = retry_after_s
 
 
 def _check_media(path: Path, options: FetchOptions) -> tuple[float, int | None, int | None]:
@@ -249,15 +336,21 @@ def fetch_video(row: ManifestRow, options: FetchOptions) -> FetchRecord:
             path = existing
         else:
             source = resolve_source(row.url, options.cache)
+            limiter = options.limiter if source.startswith(("http:", "https:")) else None
             for attempt in range(options.retries + 1):
                 record.attempts = attempt + 1
                 try:
+                    if limiter is not None:
+                        limiter.wait()
                     path, _ = _download_once(source, row.video_id, options)
                     break
                 except Failure as failure:
                     if failure.error_class not in TRANSIENT or attempt == options.retries:
                         raise
-                    time.sleep(options.backoff_s * 2 ** attempt)
+                    wait = getattr(failure, "retry_after_s", None)
+                    if wait is not None and limiter is not None:
+                        limiter.pause(wait)  # everyone waits, not only this worker
+                    time.sleep(max(options.backoff_s * 2 ** attempt, wait or 0.0))
         record.duration_s, record.width, record.height = _check_media(path, options)
     except Failure as failure:
         record.error_class, record.error = failure.error_class, str(failure)
@@ -278,6 +371,8 @@ def fetch_manifest(rows, options: FetchOptions, retry_failed: bool = False, on_d
     if options.cache is None:
         raise ValueError("fetch: no cache folder given (FetchOptions.cache)")
     options.cache.mkdir(parents=True, exist_ok=True)
+    if options.requests_per_s and options.limiter is None:
+        options = replace(options, limiter=RateLimiter(options.requests_per_s))  # one for all the threads
     rows = list(rows)
     previous = read_fetch_table(options.cache)
     results: dict[str, FetchRecord] = {}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.extras import MissingExtra
 from contract.threads import thread_budget
 from labeling.events import NoteEvent, Transcription, check_audio, keep_piano_range, resample
 
@@ -71,7 +72,7 @@ def onnx_model_path() -> Path:
     label version, and the import (librosa, scikit-learn, ...) took 1.8 s of every build."""
     spec = importlib.util.find_spec("basic_pitch")
     if spec is None or spec.origin is None:
-        raise ModuleNotFoundError("basic-pitch is not installed (make env installs it)")
+        raise MissingExtra("basic_pitch", "labeler basic-pitch")
     return Path(spec.origin).parent / "saved_models" / "icassp_2022" / "nmp.onnx"
 
 

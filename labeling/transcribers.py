@@ -1,6 +1,7 @@
 """Choose a transcriber by name, and name the labels it makes.
 
-`auto` is transkun when torch sees a GPU and basic-pitch otherwise. A label version is
+`auto` is transkun when torch sees a GPU and basic-pitch otherwise (the other one when
+that one is not installed). A label version is
 `BACKEND-HASH`, the hash over the backend and its package version, its weights' sha256,
 its parameters, the fps, the pedal rule and the version of our own label logic (the
 backend's post-processing and the roll convention): the same name always means the same
@@ -14,22 +15,37 @@ from functools import lru_cache
 from pathlib import Path
 
 from contract.hashing import json_digest, sha256_file
+from contract.extras import MissingExtra, available
 
 log = logging.getLogger(__name__)
 
 LABELERS = ("auto", "basic-pitch", "transkun")
 
 
-def resolve_labeler(name: str) -> str:
+def resolve_labeler(name: str, gpu: bool | None = None) -> str:
+    """The labeler `name` stands for; `gpu`: whether the machines that will run it have
+    one (None: whether torch sees one here)."""
     if name not in LABELERS:
         raise ValueError(f"unknown labeler {name!r}; choose one of {', '.join(LABELERS)}")
+    installed = {"basic-pitch": available("basic_pitch"), "transkun": available("transkun") and available("torch")}
     if name != "auto":
+        if not installed[name]:
+            raise MissingExtra("basic_pitch" if name == "basic-pitch" else "transkun", f"labeler {name}")
         return name
+    gpu = installed["transkun"] and (_cuda_visible() if gpu is None else gpu)
+    preferred = "transkun" if gpu else "basic-pitch"
+    chosen = preferred if installed[preferred] else next((n for n in ("transkun", "basic-pitch") if installed[n]), None)
+    if chosen is None:
+        raise MissingExtra("basic_pitch", "labeler auto (basic-pitch or transkun)")
+    why = "GPU visible" if gpu else "no GPU"
+    log.info("labeler auto -> %s (%s%s)", chosen, why, "" if chosen == preferred else f"; {preferred} not installed")
+    return chosen
+
+
+def _cuda_visible() -> bool:
     import torch
 
-    chosen = "transkun" if torch.cuda.is_available() else "basic-pitch"
-    log.info("labeler auto -> %s (%s)", chosen, "GPU visible" if chosen == "transkun" else "no GPU")
-    return chosen
+    return torch.cuda.is_available()
 
 
 def make_transcriber(name: str, **params):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -300,6 +301,7 @@ def audit(corpus: str | Path | CorpusLayout, label_version: str | None = None, c
     labels, pairing = label_figures(corpus, videos, version)
     table = video_table(corpus, videos)
     result = {"corpus": str(corpus), "label_version": version, "manifest": manifest_path,
+              "provenance": provenance(meta, version),
               "splits": split_figures(videos), "published": published_comparison(videos, manifest_rows(manifest_path)),
               "labels": labels, "videos": table, "checks": file_checks(corpus) + duplicate_checks(videos) + pairing,
               "flags": dict(Counter(f for v in table for f in v["flags"]))}
@@ -308,11 +310,24 @@ def audit(corpus: str | Path | CorpusLayout, label_version: str | None = None, c
     return result
 
 
+def provenance(meta: dict, version: str) -> dict:
+    """When and with what: the audit's date, the corpus's creation, tool and package
+    versions, the label version's spec and the build configuration (from corpus.json)."""
+    from contract.meta import tool_version
+
+    packages = meta.get("packages") or {}
+    return {"audited": datetime.now(timezone.utc).isoformat(timespec="seconds"), "created": meta.get("created"),
+            "tool": f"{packages.get('pianocorpus') or 'unknown'} (built), {tool_version()} (audited)",
+            "python": meta.get("python"), "packages": packages,
+            "label_spec": meta.get("label_versions", {}).get(version, {}), "config": meta.get("config", {})}
+
+
 def audit_corpus(corpus: str | Path, label_version: str | None = None, compare: str | None = None,
-                 manifest: str | None = None) -> tuple[dict, Path, Path]:
-    """`pianocorpus audit`: the audit, written as stats/audit.json and stats/report.html."""
+                 manifest: str | None = None, cache: str | Path | None = None) -> tuple[dict, Path, Path]:
+    """`pianocorpus audit`: the audit, written as stats/audit.json, stats/report.html and a
+    page per video; the source frames come from `cache` (default CORPUS/.cache)."""
     from pipelines.report import write_report
 
     layout = CorpusLayout.published(corpus)
     result = audit(layout, label_version, compare, manifest)
-    return (result, *write_report(result, layout))
+    return (result, *write_report(result, layout, Path(cache) if cache else None))

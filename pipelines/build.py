@@ -34,6 +34,8 @@ from contract.lock import corpus_lock
 from contract.meta import corpus_meta, write_corpus_json
 from contract.publish import carry_over, link_file, publish, start_generation
 from contract.records import VIDEOS_SCHEMA, new_video_row, video_totals
+from curation.ratelimit import shared_limiter
+from pipelines.progress import BuildProgress
 from curation.video import process_video
 from labeling.label import label_videos
 from labeling.transcribers import label_spec, label_version, resolve_labeler
@@ -159,6 +161,8 @@ def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: LabelerConf
     """Process and label every row that is not done yet, on Ray."""
     ray = init_ray(config.ray)
     fetch, settings, corpus = config.fetch_options(), config.settings, config.layout
+    if fetch.requests_per_s and any((row.url or "").startswith(("http:", "https:")) for row in rows):
+        fetch = replace(fetch, limiter=shared_limiter(fetch.requests_per_s))  # one rate for every worker
     by_index = {i: row for i, row in enumerate(rows)}
 
     def video_stage(item: dict) -> dict:
@@ -177,7 +181,12 @@ def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: LabelerConf
     # its reservation kept the second video task waiting until the actor had loaded its
     # model (1.5 s of 2 cores), leaving the two lanes of videos to finish 1-2 s apart.
     ds.context.op_resource_reservation_enabled = False
-    ds.materialize()
+    ds.context.enable_progress_bars = False  # ours counts videos, frames and seconds; Ray's count rows
+    ds.context.print_on_execution_start = False
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled": we know
+    with BuildProgress(corpus.work, [row.video_id for row in rows], every_s=config.progress_every_s,
+                       label_version=version):
+        ds.materialize()
 
 
 # --- corpus files ------------------------------------------------------------------------------
@@ -329,9 +338,7 @@ def _resolved(labeler: LabelerConfig, ray_config: RayConfig) -> LabelerConfig:
     if labeler.name != "auto":
         return replace(labeler, name=resolve_labeler(labeler.name))
     ray = init_ray(ray_config)
-    chosen = "transkun" if ray.cluster_resources().get("GPU", 0) > 0 else "basic-pitch"
-    log.info("labeler auto -> %s", chosen)
-    return replace(labeler, name=chosen)
+    return replace(labeler, name=resolve_labeler("auto", gpu=ray.cluster_resources().get("GPU", 0) > 0))
 
 
 def relabel(corpus: str | Path, labeler: LabelerConfig = LabelerConfig(), make_default: bool = False,

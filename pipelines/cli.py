@@ -4,23 +4,26 @@ library function (the README's Python examples call the same ones)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from contract.extras import missing_extra
+
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write synthetic top-view piano videos with known truth",
                        description="Write N synthetic piano videos (NAME.mp4, NAME.mid, NAME.json truth) into OUT_DIR.")
-    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder for the videos and their truth files")
     p.add_argument("--n", type=int, default=2, help="number of videos (default 2)")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each video (default 20)")
     p.add_argument("--seed", type=int, default=0, help="video i is drawn from (seed, i) (default 0)")
-    p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--height", type=int, default=720)
-    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--width", type=int, default=1280, help="frame width in pixels")
+    p.add_argument("--height", type=int, default=720, help="frame height in pixels")
+    p.add_argument("--fps", type=int, default=25, help="frame rate")
     p.add_argument("--audio", choices=["auto", "fluidsynth", "pretty_midi"], default="auto",
                    help="auto: FluidSynth with a piano soundfont when installed, else pretty_midi's synthesizer")
     cut = p.add_mutually_exclusive_group()
@@ -59,7 +62,7 @@ def _add_manifest(sub: argparse._SubParsersAction) -> None:
     check.add_argument("files", nargs="+", metavar="FILE", help="CSV, TSV, JSONL or Parquet (or a shipped name: demo, audeo, pianoyt)")
     check.set_defaults(run=_run_manifest_check)
     imp = msub.add_parser("import-pianoyt", help="merge the official pianoyt.csv (Oxford VGG page) into the PianoYT manifest")
-    imp.add_argument("official_csv", type=Path, metavar="CSV")
+    imp.add_argument("official_csv", type=Path, metavar="CSV", help="the official pianoyt.csv")
     imp.add_argument("--out", type=Path, default=Path("pianoyt.csv"), help="where to write (default ./pianoyt.csv)")
     imp.set_defaults(run=_run_import_pianoyt)
 
@@ -94,8 +97,8 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fetch", help="download a manifest's videos into a cache with yt-dlp",
                        description="Download every video of MANIFEST into --cache (one yt-dlp call per video); "
                                    "writes CACHE/fetch.parquet with each row's status and error class.")
-    p.add_argument("manifest", metavar="MANIFEST")
-    p.add_argument("--cache", type=Path, required=True, metavar="DIR")
+    p.add_argument("manifest", metavar="MANIFEST", help="CSV, TSV, JSONL or Parquet (or a shipped name: demo, audeo, pianoyt)")
+    p.add_argument("--cache", type=Path, required=True, metavar="DIR", help="download cache (one file per video id)")
     p.add_argument("--retry-failed", action="store_true", help="retry rows that failed in an earlier run")
     p.add_argument("--format", default=DEFAULT_FORMAT, help="yt-dlp format (default: smallest >= 720p with audio)")
     p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer videos (class too_long)")
@@ -103,15 +106,21 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=int, default=2, help="videos at once (default 2)")
     p.add_argument("--retries", type=int, default=3, help="extra attempts for rate_limited/network (default 3)")
     p.add_argument("--backoff", type=float, default=5.0, metavar="SECONDS", help="first retry wait, doubling (default 5)")
-    p.add_argument("--socket-timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--socket-timeout", type=float, default=30.0, metavar="SECONDS", help="give up on a silent connection")
     p.add_argument("--sleep", type=float, default=0.0, metavar="SECONDS", help="yt-dlp's sleep before each download")
+    _add_requests_per_second(p)
     p.add_argument("--rate-limit", metavar="RATE", help="bytes/s, e.g. 2M")
-    p.add_argument("--proxy", metavar="URL")
+    p.add_argument("--proxy", metavar="URL", help="HTTP/SOCKS proxy for yt-dlp")
     p.add_argument("--cookies", type=Path, metavar="FILE", help="Netscape cookies file (YouTube sign-in checks)")
-    p.add_argument("--cookies-from-browser", metavar="BROWSER")
+    p.add_argument("--cookies-from-browser", metavar="BROWSER", help="read cookies from this browser's profile (yt-dlp)")
     p.add_argument("--ytdlp-option", action="append", default=[], metavar="KEY=JSON",
                    help="any other yt-dlp option, e.g. --ytdlp-option 'geo_bypass=true' (repeatable)")
     p.set_defaults(run=_run_fetch)
+
+
+def _add_requests_per_second(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--requests-per-second", type=float, default=1.0, metavar="RATE",
+                   help="video downloads started per second across all workers, http(s) only (0: no limit)")
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
@@ -125,7 +134,8 @@ def _run_fetch(args: argparse.Namespace) -> int:
                            max_filesize=_bytes(args.max_filesize), retries=args.retries, backoff_s=args.backoff,
                            socket_timeout_s=args.socket_timeout, concurrency=args.concurrency, sleep_s=args.sleep,
                            rate_limit=args.rate_limit, proxy=args.proxy, cookies=args.cookies,
-                           cookies_from_browser=args.cookies_from_browser, ytdlp=extra)
+                           cookies_from_browser=args.cookies_from_browser, requests_per_s=args.requests_per_second or None,
+                           ytdlp=extra)
     counts: dict[str, int] = {}
     with tqdm(total=len(manifest), desc="fetch", unit="video") as bar:
         def done(record):
@@ -159,10 +169,10 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transcribe", help="transcribe an audio file or a video's audio track to MIDI and rolls",
                        description="Transcribe MEDIA (audio, or a video's audio track) with a labeler; write MIDI "
                                    "and optionally the frame/onset/offset/velocity rolls at --fps.")
-    p.add_argument("media", type=Path, metavar="MEDIA")
+    p.add_argument("media", type=Path, metavar="MEDIA", help="an audio file or a video with an audio track")
     p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"],
                    help="auto: transkun when a GPU is visible, basic-pitch otherwise (default)")
-    p.add_argument("--midi", type=Path, required=True, metavar="OUT.mid")
+    p.add_argument("--midi", type=Path, required=True, metavar="OUT.mid", help="where to write the notes")
     p.add_argument("--rolls", type=Path, metavar="OUT.npz", help="also write the rolls (88 keys, index 0 = A0)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the rolls (default 25)")
     p.add_argument("--sustain-pedal", action="store_true", help="lengthen notes held by the sustain pedal (transkun)")
@@ -204,7 +214,7 @@ def _add_locate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("locate", help="find the 88-key keyboard in a video or a frame grab",
                        description="Find the full 88-key keyboard's quad (TL, TR, BR, BL) in a video (from sampled "
                                    "frames) or an image. Exit 3 when no full keyboard is found.")
-    p.add_argument("media", type=Path, metavar="VIDEO")
+    p.add_argument("media", type=Path, metavar="VIDEO", help="a video or a frame grab (PNG, JPEG...)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--frames", type=int, default=24, help="frames sampled from a video (default 24)")
     p.set_defaults(run=_run_locate)
@@ -239,13 +249,14 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build a corpus from a manifest (Ray)",
                        description="Fetch, locate, filter, transcribe and shard every video of MANIFEST into OUT "
                                    "(the corpus layout in the README). Re-running resumes.")
-    p.add_argument("manifest", metavar="MANIFEST")
-    p.add_argument("--out", type=Path, required=True, metavar="CORPUS")
+    p.add_argument("manifest", metavar="MANIFEST", help="CSV, TSV, JSONL or Parquet (or a shipped name: demo, audeo, pianoyt)")
+    p.add_argument("--out", type=Path, required=True, metavar="CORPUS", help="corpus folder (created, or resumed)")
     p.add_argument("--cache", type=Path, help="download cache (default CORPUS/.cache)")
-    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"])
+    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"],
+                   help="transcriber of the pseudo labels (auto: transkun with a GPU, else basic-pitch)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="labeler parameter (repeatable)")
-    p.add_argument("--sustain-pedal", action="store_true")
-    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--sustain-pedal", action="store_true", help="lengthen notes held by the sustain pedal (transkun)")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate of the corpus's frames and rolls")
     p.add_argument("--crop-size", default="900x100", metavar="WxH", help="rectified keyboard crop (default 900x100)")
     p.add_argument("--retry-failed", action="store_true", help="process videos that failed in an earlier run again")
     p.add_argument("--shard-samples", type=int, default=10_000, help="WebDataset samples per shard (default 10000)")
@@ -256,6 +267,9 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
     p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer videos")
     p.add_argument("--max-filesize", metavar="SIZE", help="refuse larger downloads, e.g. 500M (class too_large)")
+    _add_requests_per_second(p)
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="a progress line this often when stderr is not a terminal (a log file)")
     p.set_defaults(run=_run_build)
 
 
@@ -298,8 +312,9 @@ def _run_build(args: argparse.Namespace) -> int:
                          labeler=_labeler_config(args),
                          shards=ShardConfig(rows_per_part=args.rows_per_part, shard_samples=args.shard_samples,
                                             shard_bytes=args.shard_mb * 2**20),
-                         fetch=FetchOptions(max_duration_s=args.max_duration, max_filesize=_bytes(args.max_filesize)),
-                         retry_failed=args.retry_failed,
+                         fetch=FetchOptions(max_duration_s=args.max_duration, max_filesize=_bytes(args.max_filesize),
+                                            requests_per_s=args.requests_per_second or None),
+                         retry_failed=args.retry_failed, progress_every_s=args.progress_every,
                          ray=RayConfig(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
                                        address=args.address))
     stats = build(args.manifest, config)
@@ -318,13 +333,14 @@ def _add_relabel(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("relabel", help="new pseudo labels for a corpus from its audio (frames untouched)",
                        description="Transcribe CORPUS/audio/ with a labeler and write labels/VERSION/ and "
                                    "wds/VERSION/; frames and audio are not touched.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS")
-    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"])
+    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
+    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"],
+                   help="transcriber of the pseudo labels (auto: transkun with a GPU, else basic-pitch)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="labeler parameter (repeatable)")
-    p.add_argument("--sustain-pedal", action="store_true")
+    p.add_argument("--sustain-pedal", action="store_true", help="lengthen notes held by the sustain pedal (transkun)")
     p.add_argument("--make-default", action="store_true",
                    help="make the new version the corpus's default_label_version (what readers use)")
-    p.add_argument("--num-cpus", type=int)
+    p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default all)")
     p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
     p.set_defaults(run=_run_relabel)
 
@@ -347,13 +363,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the Video2Roll-style model on a corpus's shards",
                        description="Train on CORPUS's train split into the run folder OUT; evaluate after each "
                                    "epoch; re-running with the same OUT resumes after its last epoch.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS")
-    p.add_argument("--out", type=Path, required=True, metavar="RUN")
+    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
+    p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run folder: checkpoints and history (resumed)")
     p.add_argument("--label-version", help="label version to learn (default: the corpus's default)")
     p.add_argument("--epochs", type=int, default=10, help="epochs in all, counting resumed ones (default 10)")
     p.add_argument("--keys", choices=["88", "audeo51"], default="88",
                    help="all 88 keys, or Audeo's 51 (MIDI 36..86) (default 88)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="samples per step")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
     p.add_argument("--lr-decay", type=float, default=0.8, help="learning rate factor per epoch (default 0.8)")
     p.add_argument("--threshold", type=float, default=0.4, help="decision threshold on sigmoid outputs (Audeo: 0.4)")
@@ -368,7 +384,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="split(s) evaluated after each epoch (default: valid if present, else test)")
     p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (checkpointed)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1...")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the shuffling")
     p.set_defaults(run=_run_train)
 
 
@@ -395,14 +411,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="frame-level precision/recall/accuracy/F1 of a checkpoint on a corpus",
                        description="Evaluate CKPT on CORPUS's splits: Audeo's per-frame averaged metrics and the "
                                    "summed ones, per split and overall; writes them as JSON.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS")
-    p.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT")
+    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
+    p.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="a checkpoint written by train")
     p.add_argument("--split", action="append", default=[], metavar="SPLIT", help="(repeatable; default test)")
     p.add_argument("--label-version", help="reference labels (default: the checkpoint's)")
     p.add_argument("--threshold", type=float, help="decision threshold (default: the checkpoint's, 0.4)")
-    p.add_argument("--reader", choices=["wds", "parquet"], default="wds")
+    p.add_argument("--reader", choices=["wds", "parquet"], default="wds", help="shards to read")
     p.add_argument("--json", type=Path, metavar="OUT", help="where to write the metrics (default CKPT.eval.json)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1...")
     p.set_defaults(run=_run_eval)
 
 
@@ -428,17 +444,19 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                        description="Write CORPUS/stats/audit.json and a self-contained CORPUS/stats/report.html "
                                    "(splits, published figures, label statistics, per-video flags, checks) and "
                                    "print a short summary.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS")
+    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
     p.add_argument("--label-version", help="labels to describe (default: the corpus's default)")
     p.add_argument("--compare", metavar="V2", help="also measure how far label version V2 agrees with them")
     p.add_argument("--manifest", help="manifest for published figures (default: the one the corpus was built from)")
+    p.add_argument("--cache", type=Path, metavar="DIR",
+                   help="download cache the source frames are read from (default CORPUS/.cache)")
     p.set_defaults(run=_run_audit)
 
 
 def _run_audit(args: argparse.Namespace) -> int:
     from pipelines.audit import audit_corpus
 
-    result, json_path, html_path = audit_corpus(args.corpus, args.label_version, args.compare, args.manifest)
+    result, json_path, html_path = audit_corpus(args.corpus, args.label_version, args.compare, args.manifest, args.cache)
     overall, labels = result["splits"]["overall"], result["labels"]["overall"]
     failed = ", ".join(f"{n} {c}" for c, n in sorted(overall["failed"].items())) or "none"
     skipped = "".join(f"; skipped: {n} {c}" for c, n in sorted(overall["skipped"].items()))
@@ -465,12 +483,32 @@ def _percent(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.1f} %"
 
 
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check what a real fetch and build need (JavaScript runtime, FFmpeg, Ray, labelers, GPU)",
+                       description="Says what is missing and how to fix it. No network unless --network.")
+    p.add_argument("--cookies", type=Path, metavar="FILE", help="also check this cookies file")
+    p.add_argument("--network", action="store_true", help="also check that youtube.com can be reached")
+    p.set_defaults(run=_doctor)
+
+
+def _doctor(args) -> int:
+    from pipelines.doctor import doctor
+
+    checks = doctor(cookies=args.cookies, network=args.network)
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(f"{c.status:8s} {c.name:{width}s}  {c.found}" + (f"\n{'':8s} {'':{width}s}  fix: {c.fix}" if c.fix and c.status != "ok" else ""))
+    missing = [c.name for c in checks if c.status == "missing"]
+    print(f"{len(missing)} missing" + (f": {', '.join(missing)}" if missing else "; everything a fetch and build need is here"))
+    return 1 if missing else 0
+
+
 def _add_verify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="check every file of a corpus against corpus.json's records",
                        description="Check that every part and shard corpus.json lists is present, of its size and "
                                    "content (sha256), that no stale part lies beside them and that each label "
                                    "version labels the current frames; say what repairs it. Exit 1 on a problem.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS")
+    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
     p.add_argument("--quick", action="store_true", help="sizes only, no hashes")
     p.set_defaults(run=_run_verify)
 
@@ -486,8 +524,26 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 1 if result["problems"] else 0
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Every option's default in --help, unless its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or default == [] or not action.option_strings:
+            return text
+        return f"{text} (default: {default})" if text else f"(default: {default})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pianocorpus", description="Clean, sharded, labelled corpora from top-view piano videos.")
+    from contract.meta import tool_version
+
+    parser = argparse.ArgumentParser(prog="pianocorpus", description="Clean, sharded, labelled corpora from top-view piano videos.",
+                                     formatter_class=_DefaultsShown)
+    parser.add_argument("--version", action="version", version=f"pianocorpus {tool_version()}")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="count", default=0, help="more log lines (-vv: Ray's and yt-dlp's too)")
+    loudness.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_manifest(sub)
@@ -500,15 +556,49 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_audit(sub)
     _add_verify(sub)
+    _add_doctor(sub)
+    for command in _subparsers(parser):
+        command.formatter_class = _DefaultsShown
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield child
+                yield from _subparsers(child)
+
+
+OUR_LOGGERS = ("contract", "manifests", "curation", "labeling", "synth", "training", "pipelines", "pianocorpus")
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Our log lines (`labeler auto -> ...`) on stderr at INFO; -q: warnings only; -v:
+    ours at DEBUG; -vv: everyone's at DEBUG."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    ours = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(ours)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
     try:
         return args.run(args)
-    except (ValueError, RuntimeError, OSError) as error:  # ManifestError is a ValueError
+    except ModuleNotFoundError as error:
+        extra = missing_extra(error, f"pianocorpus {args.command}")
+        if extra is None:
+            raise
+        print(f"pianocorpus {args.command}: error: {extra}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError, OSError) as error:  # ManifestError is a ValueError; MissingExtra a RuntimeError
         print(f"pianocorpus {args.command}: error: {error}", file=sys.stderr)
         return 2
 

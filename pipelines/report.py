@@ -1,22 +1,24 @@
-"""The audit's outputs: stats/audit.json and a self-contained stats/report.html.
+"""The audit's outputs: stats/audit.json, a self-contained stats/report.html, and a page
+per video (stats/videos/VIDEO_ID.html, linked from the report's table).
 
-The HTML needs nothing but the file: plots are PNGs (matplotlib, Agg) embedded as data
-URIs, the style is inline, there is no script.
+The HTML needs nothing but the files: plots and pictures are embedded as data URIs, the
+style is inline, there is no script.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
+import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from contract.atomic import atomic_json, atomic_text
-from contract.layout import CorpusLayout
+from contract.layout import CacheLayout, CorpusLayout
 from contract.piano import key_layout
 from contract.vocab import DROP_REASONS
+from pipelines.pictures import DROP_COLOURS, figure_tag, video_pictures
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}
@@ -24,15 +26,17 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
 th{background:#f3f3f3}td.l,th.l{text-align:left}.flag{color:#b00;font-weight:600}.ok{color:#070}
 img{max-width:100%;border:1px solid #eee;margin:6px 0}"""
 
-DROP_COLOURS = dict(zip(DROP_REASONS, ("#888", "#c44", "#e9a23b")))
+
 
 def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    return figure_tag(fig, "plot")
 
-    plt.close(fig)
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+def note(midi: int) -> str:
+    """A0, C#4...: how musicians name the keys."""
+    from pretty_midi import note_number_to_name
+
+    return note_number_to_name(int(midi))
 
 
 def _table(header: list[str], rows: list[list], left: int = 1) -> str:
@@ -74,7 +78,9 @@ def _keys_plot(values: list, title: str, ylabel: str) -> str:
     black = key_layout().black
     ax.bar(np.arange(21, 109), values, color=np.where(black, "#333", "#9bb7d4"), width=0.9)
     ax.set_xlim(20, 109)
-    ax.set_xlabel("MIDI key (21 = A0, 108 = C8; dark bars are black keys)")
+    ticks = [21, *range(24, 109, 12)]
+    ax.set_xticks(ticks, [note(m) for m in ticks])
+    ax.set_xlabel("key (dark bars are black keys)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _png(fig)
@@ -139,7 +145,7 @@ def _labels_section(labels: dict) -> str:
             + _keys_plot(overall["pitch_histogram"], "Notes per key (all splits)", "notes")
             + _histograms_plot(overall)
             + "".join(f"<p>Keys never down in a kept frame of <b>{html.escape(split)}</b>: "
-                      f"{html.escape(', '.join(map(str, s['keys_never_down'])) or 'none')}</p>"
+                      f"{html.escape(', '.join(note(m) for m in s['keys_never_down']) or 'none')}</p>"
                       for split, s in labels.items() if split != "overall"))
 
 
@@ -148,7 +154,9 @@ def _videos_section(videos: list[dict]) -> str:
     for v in videos:
         flags = ", ".join(v["flags"])
         status = v["status"] if v["status"] == "ok" else f"{v['status']} ({v['error_class']})"
-        rows.append([html.escape(v["video_id"]), html.escape(v["split"]), html.escape(status), _fmt(v["duration_s"], 1),
+        name = html.escape(v["video_id"])
+        link = f'<a href="videos/{html.escape(v["video_id"], quote=True)}.html">{name}</a>' if v["status"] == "ok" else name
+        rows.append([link, html.escape(v["split"]), html.escape(status), _fmt(v["duration_s"], 1),
                      _fmt(v.get("audio_s"), 1), v["n_frames"], v["n_kept"], _fmt(v.get("drop_ratio"), 2),
                      _fmt(v["kb_score"], 2), _fmt(v["kb_source"]), _fmt(v["kb_located_iou"], 2), _fmt(v["n_notes"]),
                      f'<span class="flag">{html.escape(flags)}</span>' if flags else '<span class="ok">-</span>'])
@@ -172,28 +180,71 @@ def _compare_section(compare: dict) -> str:
             + _table(["split", "kept frames", "frame F1", "mean onset F1 (per video)"], rows)
             + _keys_plot(compare["overall"]["key_disagreement"], "Share of kept frames where the versions disagree",
                          "share")
-            + "<p>Most disagreement: " + ", ".join(f"MIDI {21 + k} ({compare['overall']['key_disagreement'][k]:.3f})"
+            + "<p>Most disagreement: " + ", ".join(f"{note(21 + k)} ({compare['overall']['key_disagreement'][k]:.3f})"
                                                    for k in worst) + "</p>")
 
 
+def _provenance(result: dict) -> str:
+    """When and with what the corpus was built and audited: versions, labeler, config."""
+    p = result.get("provenance", {})
+    label = p.get("label_spec", {})
+    rows = [["audited", _fmt(p.get("audited"))], ["built", _fmt(p.get("created"))],
+            ["pianocorpus", _fmt(p.get("tool"))], ["python", _fmt(p.get("python"))],
+            ["labels", f"{_fmt(result['label_version'])}: {_fmt(label.get('backend'))} "
+                       f"{_fmt(label.get('backend_version'))}, params {_fmt(json.dumps(label.get('params', {})))}"],
+            ["manifest", _fmt(result.get("manifest"))]]
+    packages = ", ".join(f"{k} {v}" for k, v in sorted((p.get("packages") or {}).items()))
+    config = html.escape(json.dumps(p.get("config", {}), indent=1))
+    return (_table(["", ""], rows) + f"<p>Packages: {html.escape(packages) or '-'}</p>"
+            f"<details><summary>Build configuration</summary><pre>{config}</pre></details>")
+
+
 def render_html(result: dict) -> str:
-    sections = [("Splits", _splits_section(result)), ("Published figures", _published_section(result["published"])),
+    sections = [("Provenance", _provenance(result)), ("Splits", _splits_section(result)), ("Published figures", _published_section(result["published"])),
                 ("Labels (" + html.escape(result["label_version"]) + ")", _labels_section(result["labels"])),
                 ("Videos", _videos_section(result["videos"])), ("Checks", _checks_section(result["checks"]))]
     if "compare" in result:
         sections.append(("Label versions compared", _compare_section(result["compare"])))
     body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections)
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Audit of {html.escape(result["corpus"])}'
-            f'</title><style>{STYLE}</style></head><body><h1>Audit of {html.escape(result["corpus"])}</h1>{body}</body></html>')
+    return _page(f"Audit of {result['corpus']}", body)
 
 
-def write_report(result: dict, corpus: "Path | CorpusLayout") -> tuple[Path, Path]:
-    """stats/audit.json and stats/report.html, each written whole then renamed."""
+def _page(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>')
+
+
+def render_video_page(entry: dict, pictures: dict[str, str], version: str) -> str:
+    """One video's page: its figures, the source frame with the keys, kept crops, a frame
+    per drop reason, the labels over the timeline."""
+    figures = _table(["", ""], [[k, _fmt(entry.get(k), 2)] for k in
+                                ("split", "dataset", "duration_s", "n_frames", "n_kept", "drop_ratio", "kb_score",
+                                 "kb_source", "n_notes")] + [["flags", html.escape(", ".join(entry["flags"]) or "-")]])
+    body = ('<p><a href="../report.html">back to the audit</a></p>' + figures
+            + f"<h2>Source frame, keyboard quad and the 88 keys</h2>{pictures['source']}"
+            + f"<h2>Kept crops</h2><figure>{pictures['kept']}</figure>"
+            + f"<h2>A dropped frame per reason</h2><figure>{pictures['drops']}</figure>"
+            + f"<h2>Labels ({html.escape(version)}) over the video</h2>{pictures['timeline']}")
+    return _page(f"Video {entry['video_id']}", body)
+
+
+def write_report(result: dict, corpus: "Path | CorpusLayout", cache: Path | None = None) -> tuple[Path, Path]:
+    """stats/audit.json, stats/report.html and a page per ok video (stats/videos/ID.html),
+    each written whole then renamed; `cache`: the download cache (default CORPUS/.cache)
+    that the source frames come from."""
     import matplotlib
 
     matplotlib.use("Agg")
     layout = CorpusLayout.published(corpus)
+    cache_layout = CacheLayout(cache or layout.default_cache)
     json_path, html_path = layout.audit_json, layout.report_html
+    frames = result.get("provenance", {}).get("config", {}).get("frames", {})
+    crop = (int(frames.get("crop_width", 900)), int(frames.get("crop_height", 100)))
+    rows = {r["video_id"]: r for r in pq.read_table(layout.videos).to_pylist()}
+    for entry in result["videos"]:
+        if entry["status"] == "ok":
+            pictures = video_pictures(layout, rows[entry["video_id"]], result["label_version"], cache_layout, crop)
+            atomic_text(render_video_page(entry, pictures, result["label_version"]), layout.video_page(entry["video_id"]))
     atomic_json(result, json_path)
     atomic_text(render_html(result), html_path)
     return json_path, html_path

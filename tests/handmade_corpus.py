@@ -56,10 +56,12 @@ def write_corpus(root: Path, videos: dict[str, tuple[str, list[bool]]], rows_per
             jpeg = cv2.imencode(".jpg", crop_image(index, k), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
             frames.append({"video_id": video_id, "frame": k, "t": (k + 0.5) / 25, "kept": keep,
                            "drop_reason": None if keep else "no_keyboard", "jpeg": jpeg if keep else None})
-            roll = np.zeros(88, bool)
+            roll, before = np.zeros(88, bool), np.zeros(88, bool)
             roll[keys_of(k, index)] = True
-            labels.append({"video_id": video_id, "frame": k, "frame_roll": roll.tolist(), "onset_roll": [False] * 88,
-                           "offset_roll": [False] * 88, "velocity": (roll * 64).astype(np.uint8).tolist()})
+            before[keys_of(k - 1, index) if k else []] = True
+            labels.append({"video_id": video_id, "frame": k, "frame_roll": roll.tolist(),
+                           "onset_roll": (roll & ~before).tolist(), "offset_roll": (before & ~roll).tolist(),
+                           "velocity": (roll * (40 + k % 50)).astype(np.uint8).tolist()})
         atomic_parquet(pa.Table.from_pylist(frames, schema=FRAMES_SCHEMA), work / "frames" / f"{video_id}.parquet")
         atomic_parquet(pa.Table.from_pylist(labels, schema=LABELS_SCHEMA), work / "labels" / f"{video_id}.parquet")
     for split, ids in by_split.items():

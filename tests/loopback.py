@@ -4,6 +4,7 @@ Routes (any name after the route prefix):
     /video/NAME      the file registered as NAME (200)
     /missing/NAME    404
     /flaky429/NAME   429 on the first request for that path, then the file
+    /busy/NAME       like flaky429, with a Retry-After of `retry_after_s` seconds
     /cut/NAME        headers for the whole file, then the connection closes a third in
     /stall/NAME      headers, then nothing for `stall_s` seconds
     /tofile/NAME     a 302 redirect to file:///etc/passwd (a scheme yt-dlp must not follow)
@@ -20,9 +21,11 @@ from pathlib import Path
 
 
 class MediaServer:
-    def __init__(self, files: dict[str, Path], stall_s: float = 4.0):
+    def __init__(self, files: dict[str, Path], stall_s: float = 4.0, retry_after_s: float = 1.0):
         self.files = {name: path.read_bytes() for name, path in files.items()}
         self.hits: Counter[str] = Counter()
+        self.requests: list[tuple[float, str, int]] = []  # (time.time(), path, status) of every request
+        self.retry_after_s = retry_after_s
         self.stall_s = stall_s
         server = self
 
@@ -30,14 +33,23 @@ class MediaServer:
             def log_message(self, *args):
                 pass
 
+            def send_response(self, code, message=None):
+                server.requests.append((time.time(), self.path, code))
+                super().send_response(code, message)
+
             def do_GET(self):
                 server.hits[self.path] += 1
-                route, _, name = self.path.strip("/").partition("/")
+                route, _, name = self.path.split("?")[0].strip("/").partition("/")  # a query only makes the path distinct
                 body = server.files.get(name)
                 if route == "missing" or body is None:
                     self.send_error(404)
                 elif route == "flaky429" and server.hits[self.path] == 1:
                     self.send_error(429)
+                elif route == "busy" and server.hits[self.path] == 1:
+                    self.send_response(429)
+                    self.send_header("Retry-After", f"{server.retry_after_s:g}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                 elif route == "cut":
                     self._headers(len(body))
                     self.wfile.write(body[: len(body) // 3])

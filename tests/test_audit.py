@@ -6,9 +6,11 @@ with a label row removed; the per-video flags and the manifest-crop agreement.""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,7 +48,8 @@ def audited(built_corpus, served, tmp_path_factory):
     table["notes"] = ["midi_duration_s=5.5; midi_notes=12" if v == "vid-a" else "" for v in table.video_id]
     with_notes = out.parent / "manifest.csv"
     table.to_csv(with_notes, index=False)
-    printed = _run("audit", out, "--label-version", version, "--compare", other, "--manifest", with_notes).stdout
+    printed = _run("audit", out, "--label-version", version, "--compare", other, "--manifest", with_notes,
+                   "--cache", source.parent / "cache").stdout
     return out, version, other, json.loads((out / "stats" / "audit.json").read_text()), printed
 
 
@@ -204,3 +207,53 @@ def test_a_corpus_where_every_video_failed_is_audited_not_crashed(tmp_path):
     assert [v["flags"] for v in result["videos"]] == [[], []]
     write_report(result, tmp_path)
     assert "unavailable" in (tmp_path / "stats" / "report.html").read_text()
+
+
+def test_each_ok_video_has_a_page_with_its_pictures(audited):
+    corpus, version, _, result, _ = audited
+    report = (corpus / "stats" / "report.html").read_text()
+    ok = [v["video_id"] for v in result["videos"] if v["status"] == "ok"]
+    assert sorted(p.stem for p in (corpus / "stats" / "videos").glob("*.html")) == sorted(ok)
+    for video_id in ok:
+        assert f'href="videos/{video_id}.html"' in report
+        page = (corpus / "stats" / "videos" / f"{video_id}.html").read_text()
+        assert page.count('alt="source frame with the keyboard"') == 1
+        assert page.count('alt="kept frame ') == 6 and 'alt="label piano roll and kept/dropped frames"' in page
+        frames = pd.concat([pq.read_table(corpus / "frames" / s, filters=[("video_id", "=", video_id)]).to_pandas()
+                            for s in ("train", "test")])
+        reasons = set(frames.drop_reason.dropna())
+        assert {r for r in ("no_keyboard", "silent", "outside_range") if f'alt="dropped: {r}"' in page} == reasons
+        assert "<script" not in page and "http" not in page.replace('href="../report.html"', "")
+    assert "Provenance" in report and "basic-pitch" in report and "Build configuration" in report
+    assert "Keys never down" in report and "MIDI 2" not in report  # note names (A0, C#4...), not MIDI numbers
+
+
+def _broken_images(page: Path, out: Path) -> tuple[int, int]:
+    """(images, broken ones) of a page as headless Chromium loads it, and a screenshot."""
+    import shutil as _shutil
+
+    browser = _shutil.which("chromium") or _shutil.which("chromium-browser")
+    assert browser, "headless Chromium is part of the set-up (make system-deps: apt-get install chromium)"
+    probe = out / f"{page.stem}.probe.html"  # the page, plus a script that counts what did not decode
+    probe.write_text(page.read_text().replace("</body>", "<script>addEventListener('load', () => {const i = "
+                     "[...document.images]; document.title = `images ${i.length} broken ${i.filter(x => "
+                     "!x.complete || x.naturalWidth === 0).length}`;});</script></body>"))
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    subprocess.run([*flags, "--window-size=1200,2400", f"--screenshot={out / (page.stem + '.png')}", page.as_uri()],
+                   capture_output=True, timeout=120)
+    found = re.search(r"<title>images (\d+) broken (\d+)</title>", dom)
+    assert found, dom[:500]
+    return int(found.group(1)), int(found.group(2))
+
+
+def test_the_report_and_the_video_pages_show_every_picture_in_a_real_browser(audited, tmp_path):
+    corpus, _, _, result, _ = audited
+    pages = [corpus / "stats" / "report.html", *sorted((corpus / "stats" / "videos").glob("*.html"))]
+    for page in pages:
+        images, broken = _broken_images(page, tmp_path)
+        assert images >= 4 and broken == 0, (page, images, broken)
+        assert (tmp_path / f"{page.stem}.png").stat().st_size > 20_000  # a screenshot with something in it
+    damaged = tmp_path / "damaged.html"  # the check fails when a picture is broken
+    damaged.write_text(pages[1].read_text().replace('src="data:image/jpeg;base64,', 'src="data:image/jpeg;base64,AAAA', 1))
+    assert _broken_images(damaged, tmp_path)[1] == 1

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,6 +153,11 @@ def test_a_killed_build_resumes_to_the_same_corpus(corpus, served, tmp_path):
     finished = subprocess.run(command + ["--num-cpus", "2"], capture_output=True, text=True, timeout=600)
     assert finished.returncode == 1, finished.stderr[-2000:]  # four videos fail, as in the reference
     assert _tree_digest(out) == _tree_digest(reference)
+    # Our progress (videos, frames, seconds), the videos of the killed run counted apart; not Ray's rows.
+    [last] = [line for line in finished.stderr.splitlines() if "build: " in line and line.endswith("(done)")]
+    done, total = map(int, re.search(r"build: (\d+)/(\d+) videos", last).groups())
+    assert done == total == len(pq.read_table(out / "videos.parquet")) and "from an earlier run" in last
+    assert " row/s" not in finished.stderr and "row]" not in finished.stderr
 
 
 def test_relabel_writes_a_new_version_and_leaves_frames_and_audio_alone(corpus):

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -179,3 +180,84 @@ def test_a_remote_file_url_and_a_folder_are_unavailable_at_once(tmp_path):
     remote, folder = fetch_manifest(manifest, _options(tmp_path / "cache"))
     assert (remote.error_class, remote.attempts) == ("unavailable", 0) and "another host (otherhost)" in remote.error
     assert folder.error_class == "unavailable" and "a folder, not a media file" in folder.error
+
+
+# --- typed failures, YouTube's JavaScript challenge, one rate for all workers ----------------
+@pytest.mark.parametrize("url", ["http://does-not-exist.invalid/clip.mp4", "http://127.0.0.1:1/clip.mp4"])
+def test_a_name_that_does_not_resolve_or_a_refused_connection_is_network_and_retried(tmp_path, url):
+    """By yt-dlp's typed exception (TransportError), not its words: "Failed to resolve"
+    was filed `other` and never retried."""
+    manifest = load_manifest(_manifest(tmp_path / "m.csv", [("offline", url)]))
+    [record] = fetch_manifest(manifest, _options(tmp_path / "cache", retries=1))
+    assert (record.status, record.error_class, record.attempts) == ("failed", "network", 2)
+
+
+def test_no_formats_after_yt_dlp_warned_of_its_javascript_runtime_is_no_js_runtime(tmp_path, server):
+    """A real yt-dlp "Requested format is not available" (a format nothing matches), as
+    YouTube gives it when the challenge cannot be solved: with yt-dlp's JavaScript warning
+    before it, the class says so and the message says what to do."""
+    import yt_dlp
+
+    from curation.fetch import classify_failure, no_js_runtime_message
+
+    with pytest.raises(yt_dlp.utils.DownloadError) as caught:
+        with yt_dlp.YoutubeDL({"format": "bestvideo[height>=9000]", "quiet": True, "no_warnings": True,
+                               "outtmpl": str(tmp_path / "x.%(ext)s")}) as ydl:
+            ydl.extract_info(server.url("video", "clip.mp4"), download=True)
+    warning = ("WARNING: [youtube] No supported JavaScript runtime could be found. Only deno is enabled by default; "
+               "YouTube extraction without a JS runtime has been deprecated, and some formats may be missing.")
+    assert classify_failure(caught.value, [warning]) == ("no_js_runtime", None)
+    assert classify_failure(caught.value, []) == ("unavailable", None)  # the same words without the warning
+    message = no_js_runtime_message(str(caught.value))
+    assert "deno" in message and "pianocorpus doctor" in message and "Requested format is not available" in message
+
+
+def test_fetch_points_yt_dlp_at_the_set_ups_javascript_runtime(tmp_path):
+    from curation.fetch import _YtdlpLog, js_runtime, ytdlp_params
+
+    runtime = js_runtime()
+    assert runtime is not None and runtime["supported"], "the set-up installs deno >= 2.3"
+    params = ytdlp_params(FetchOptions(cache=tmp_path), tmp_path, "x", _YtdlpLog())
+    assert params["js_runtimes"] == {"deno": {"path": runtime["path"]}}
+
+
+def test_retry_after_holds_back_every_worker_not_only_the_one_told(tmp_path, clip):
+    """Three rows fetched three at a time; each path answers its first request 429 with
+    Retry-After: 1.5. After the first 429, no request of any worker comes sooner than that."""
+    with MediaServer({"clip.mp4": clip}, retry_after_s=1.5) as server:
+        warm = load_manifest(_manifest(tmp_path / "warm.csv", [("warm", server.url("video", "clip.mp4"))]))
+        fetch_manifest(warm, _options(tmp_path / "warm"))  # yt-dlp's first call loads its extractors for a second
+        server.requests.clear()
+        rows = [(f"v{i}", server.url("busy", "clip.mp4") + f"?{i}") for i in range(3)]
+        manifest = load_manifest(_manifest(tmp_path / "m.csv", rows))
+        records = fetch_manifest(manifest, _options(tmp_path / "cache", retries=2, concurrency=3, requests_per_s=5.0))
+        assert [(r.status, r.attempts) for r in records] == [("ok", 2)] * 3
+        first_429 = min(t for t, _, status in server.requests if status == 429)
+        told = [t for t, _, status in server.requests if t > first_429 + 0.05]
+        assert told and min(told) >= first_429 + 1.4, sorted(t - first_429 for t, _, _ in server.requests)
+
+
+def test_one_rate_for_all_ray_workers(tmp_path, clip):
+    """Six videos fetched by Ray tasks on two workers share one limiter (a Ray actor): the
+    downloads start at most one a second in all (not one a second per worker), so the
+    server sees them over at least five seconds and never more than two in a second."""
+    import ray
+
+    from curation.fetch import fetch_video
+    from curation.ratelimit import shared_limiter
+    from manifests.schema import ManifestRow
+
+    with MediaServer({"clip.mp4": clip}) as server:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            options = _options(tmp_path / "cache", limiter=shared_limiter(1.0))
+            fetch = ray.remote(num_cpus=1)(fetch_video)
+            rows = [ManifestRow(video_id=f"v{i}", url=server.url("video", "clip.mp4") + f"?{i}", split="train")
+                    for i in range(6)]
+            records = ray.get([fetch.remote(row, options) for row in rows])
+        finally:
+            ray.shutdown()
+    assert [r.status for r in records] == ["ok"] * 6
+    starts = np.sort([min(t for t, path, _ in server.requests if path.endswith(f"?{i}")) for i in range(6)])
+    assert starts[-1] - starts[0] >= 4.5, np.diff(starts)
+    assert max(int(np.sum((starts >= t) & (starts < t + 1.0))) for t in starts) <= 2, np.diff(starts)

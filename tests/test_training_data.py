@@ -123,3 +123,40 @@ def test_clear_errors_for_a_wrong_version_split_or_reader(corpus, tmp_path):
         open_split(tmp_path, "train")
     with pytest.raises(ValueError, match="keys '61'"):
         open_split(corpus, "train", keys="61")
+
+
+@pytest.mark.parametrize("reader", ["wds", "parquet"])
+def test_len_targets_colour_and_a_transform(corpus, reader):
+    """`len()` is the epoch's sample count (HF Trainer asks for it); onset, offset and
+    velocity targets are the labels' own; colour crops are RGB (3, H, W) per frame; the
+    transform sees each finished sample."""
+    seen = []
+
+    def transform(sample):
+        seen.append(sample["frame"])
+        return {**sample, "tag": "mine"}
+
+    dataset = open_split(corpus, "train", reader, targets=("frame", "onset", "offset", "velocity"), color=True,
+                         transform=transform)
+    samples = list(dataset)
+    assert len(dataset) == len(samples) == len(expected_windows(VIDEOS, "train"))
+    assert seen == [s["frame"] for s in samples] and {s["tag"] for s in samples} == {"mine"}
+    for sample in samples:
+        video, t = sample["video_id"], int(sample["frame"])
+        index = video_index(VIDEOS, video)
+        now, before = set(keys_of(t, index)), set(keys_of(t - 1, index))
+        assert np.flatnonzero(sample["onset_roll"].numpy()).tolist() == sorted(now - before)
+        assert np.flatnonzero(sample["offset_roll"].numpy()).tolist() == sorted(before - now)
+        velocity = sample["velocity"].numpy()
+        assert np.allclose(velocity[sorted(now)], (40 + t % 50) / 127) and velocity.sum() > 0 if now else True
+        assert sample["frames"].shape == (5, 3, 100, 900)
+        top = sample["frames"][:, :, :50].float().mean(dim=(2, 3)).numpy()  # the grey top half, in all 3 channels
+        assert np.abs(top - np.array([grey_of(index, t + d) for d in range(-2, 3)])[:, None]).max() < 3
+    with pytest.raises(ValueError, match="targets.*expected some of frame, onset, offset, velocity"):
+        open_split(corpus, "train", reader, targets=("pitch",))
+
+
+def test_len_under_ddp_is_the_ranks_share(corpus):
+    total = len(open_split(corpus, "train", "wds"))
+    shares = [len(open_split(corpus, "train", "wds", rank=r, world_size=3)) for r in range(3)]
+    assert shares == [-(-total // 3)] * 3

@@ -60,6 +60,11 @@ class Record:
     frame: int
     jpeg: bytes
     frame_roll: np.ndarray  # (88,) bool
+    rolls: np.ndarray | None = None  # (4, 88) uint8: frame, onset, offset, velocity (when a target needs them)
+
+
+# target name -> (row of the (4, 88) rolls, sample key); "frame" is the sample's `roll`
+TARGETS = {"frame": (0, "roll"), "onset": (1, "onset_roll"), "offset": (2, "offset_roll"), "velocity": (3, "velocity")}
 
 
 def key_range(keys: str) -> tuple[int, int]:
@@ -162,7 +167,12 @@ class FrameWindows(IterableDataset):
 
     def __init__(self, corpus: str | Path, split: str = "train", *, label_version: str | None = None,
                  keys: str = "88", size: tuple[int, int] = (100, 900), shuffle_buffer: int = 0,
-                 balanced: bool = False, seed: int = 0, rank: int | None = None, world_size: int | None = None):
+                 balanced: bool = False, seed: int = 0, rank: int | None = None, world_size: int | None = None,
+                 targets: tuple[str, ...] = ("frame",), color: bool = False, transform=None):
+        unknown = [t for t in targets if t not in TARGETS]
+        if unknown or not targets:
+            raise ValueError(f"targets {list(targets)}: expected some of {', '.join(TARGETS)}")
+        self.targets, self.color, self.transform = tuple(targets), color, transform
         self.corpus = Path(corpus)
         self.layout = CorpusLayout.published(corpus)  # every file from the generation published now
         self.split = split
@@ -191,12 +201,25 @@ class FrameWindows(IterableDataset):
         self.epoch = epoch
 
     def decode(self, jpeg: bytes) -> np.ndarray:
-        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+        """(H, W) gray, or (3, H, W) RGB with `color`."""
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR if self.color else cv2.IMREAD_GRAYSCALE)
         if image is None:
             raise ValueError(f"{self.corpus}: an undecodable JPEG in split {self.split!r}")
-        if image.shape != (self.height, self.width):
+        if image.shape[:2] != (self.height, self.width):
             image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        return image
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).transpose(2, 0, 1) if self.color else image
+
+    @property
+    def needs_rolls(self) -> bool:
+        return self.targets != ("frame",)
+
+    def __len__(self) -> int:
+        """Samples an epoch yields: exact on one rank; under DDP the split's count shared
+        out evenly (rounded up), as the units are dealt round robin."""
+        if not hasattr(self, "_count"):
+            self._count = count_windows(self.layout, self.split)
+        world = self.world_size or _distributed()[1]
+        return -(-self._count // world)
 
     def slot(self) -> tuple[int, int]:
         """(this reader's slot, number of slots): DDP rank x DataLoader worker."""
@@ -222,9 +245,19 @@ class FrameWindows(IterableDataset):
     def samples(self) -> Iterator[dict]:
         for index in self.my_units():
             for images, centre in windows(self.unit_records(index), self.decode):
-                roll = centre.frame_roll[self.key_lo:self.key_hi].astype(np.float32)
-                yield {"frames": torch.from_numpy(np.stack(images)), "roll": torch.from_numpy(roll),
-                       "video_id": centre.video_id, "frame": centre.frame}
+                sample = {"frames": torch.from_numpy(np.stack(images)), "video_id": centre.video_id,
+                          "frame": centre.frame, **self.target_values(centre)}
+                yield self.transform(sample) if self.transform is not None else sample
+
+    def target_values(self, centre: Record) -> dict:
+        """The targets at the centre frame over the chosen keys, as floats (velocity / 127)."""
+        out = {}
+        for name in self.targets:
+            row, key = TARGETS[name]
+            values = centre.frame_roll if row == 0 else centre.rolls[row]
+            values = values[self.key_lo:self.key_hi].astype(np.float32)
+            out[key] = torch.from_numpy(values / 127 if name == "velocity" else values)
+        return out
 
     def __iter__(self) -> Iterator[dict]:
         rng = random.Random(f"{self.seed}/{self.epoch}/{self.slot()[0]}")
@@ -253,7 +286,7 @@ class WebDatasetWindows(FrameWindows):
         for sample in tarfile_samples([{"url": str(unit)}]):
             meta = json.loads(sample["json"])
             rolls = np.load(io.BytesIO(sample["rolls.npy"]))  # (4, 88): frame, onset, offset, velocity
-            yield Record(meta["video_id"], int(meta["frame"]), sample["jpg"], rolls[0].astype(bool))
+            yield Record(meta["video_id"], int(meta["frame"]), sample["jpg"], rolls[0].astype(bool), rolls)
 
 
 class ParquetWindows(FrameWindows):
@@ -276,15 +309,22 @@ class ParquetWindows(FrameWindows):
     def records(self, unit: tuple[Path, Path]) -> Iterator[Record]:
         frames_path, labels_path = unit
         frames = pq.ParquetFile(frames_path).iter_batches(self.batch_rows, columns=["video_id", "frame", "kept", "jpeg"])
-        labels = pq.ParquetFile(labels_path).iter_batches(self.batch_rows, columns=["video_id", "frame", "frame_roll"])
+        columns = ["video_id", "frame", "frame_roll"] + (["onset_roll", "offset_roll", "velocity"] if self.needs_rolls else [])
+        labels = pq.ParquetFile(labels_path).iter_batches(self.batch_rows, columns=columns)
         for f, lab in zip(frames, labels, strict=True):
             ids, numbers = f.column("video_id").to_pylist(), f.column("frame").to_pylist()
             if ids != lab.column("video_id").to_pylist() or numbers != lab.column("frame").to_pylist():
                 raise ValueError(f"{labels_path}: rows do not match {frames_path} (frames and labels parts must align)")
             kept, jpegs = f.column("kept").to_pylist(), f.column("jpeg").to_pylist()
             rolls = np.asarray(lab.column("frame_roll").flatten().to_numpy(zero_copy_only=False), bool).reshape(-1, 88)
+            full = np.stack([_roll_column(lab, c) for c in columns[2:]], axis=1) if self.needs_rolls else None
             for i in np.flatnonzero(kept):
-                yield Record(ids[i], numbers[i], jpegs[i], rolls[i])
+                yield Record(ids[i], numbers[i], jpegs[i], rolls[i], None if full is None else full[i])
+
+
+def _roll_column(batch, name: str) -> np.ndarray:
+    """(rows, 88) uint8 of one list column of a labels batch."""
+    return np.asarray(batch.column(name).flatten().to_numpy(zero_copy_only=False)).astype(np.uint8).reshape(-1, 88)
 
 
 READERS = {"wds": WebDatasetWindows, "parquet": ParquetWindows}
@@ -297,10 +337,10 @@ def open_split(corpus: str | Path, split: str, reader: str = "wds", **options) -
     return READERS[reader](corpus, split, **options)
 
 
-def count_windows(corpus: str | Path, split: str) -> int:
+def count_windows(corpus: str | Path | CorpusLayout, split: str) -> int:
     """How many samples a split has, from the frames parts' small columns (no JPEG read)."""
-    tables = [pq.read_table(p, columns=["video_id", "frame", "kept"])
-              for p in CorpusLayout(corpus).frame_parts(split)]
+    layout = corpus if isinstance(corpus, CorpusLayout) else CorpusLayout.published(corpus)
+    tables = [pq.read_table(p, columns=["video_id", "frame", "kept"]) for p in layout.frame_parts(split)]
     records = ((Record(v, f, b"", None), True) for t in tables
                for v, f, k in zip(*(t.column(c).to_pylist() for c in ("video_id", "frame", "kept"))) if k)
     return sum(1 for _ in windows(records, decode=lambda jpeg: None))

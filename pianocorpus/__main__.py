@@ -1,0 +1,7 @@
+"""`python -m pianocorpus` is the `pianocorpus` command."""
+
+import sys
+
+from pipelines.cli import main
+
+sys.exit(main())
