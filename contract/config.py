@@ -143,3 +143,63 @@ class BuildConfig:
                      fetch=FetchOptions(**{**fetch, "format_sort": tuple(fetch.get("format_sort", DEFAULT_FORMAT_SORT))}))
         # what the recorded fetch options leave out stays at its default
         return replace(config, **overrides)
+
+
+# --- config files (--config) ---------------------------------------------------------------
+CONFIG_SECTIONS = ("frames", "locate_frames", "settings_digest", *(f.name for f in fields(ShardConfig)), "labeler",
+                   "fetch", "train")
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A --config file (JSON, TOML or YAML) as {"config": corpus.json's keys, "manifest",
+    "train"}; a corpus.json is read as its own record (its `config` and `manifest`), so
+    `build --config CORPUS/corpus.json` repeats that build. Unknown keys are refused,
+    naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the config file ({error.strerror or error})") from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            import json
+
+            data = json.loads(text)
+    except Exception as error:  # each parser has its own error type; the message says where
+        raise ValueError(f"{path}: not valid {suffix.lstrip('.') or 'JSON'}: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file holds a table of settings, not {type(data).__name__}")
+    if "config" in data and "format" in data:  # a corpus.json
+        return {"config": data["config"], "manifest": data.get("manifest"), "train": {}}
+    unknown = sorted(set(data) - set(CONFIG_SECTIONS) - {"manifest"})
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(CONFIG_SECTIONS)}, manifest")
+    train = data.get("train", {})
+    return {"config": {k: v for k, v in data.items() if k not in ("manifest", "train")},
+            "manifest": data.get("manifest"), "train": train}
+
+
+def merged_record(partial: dict, out: str | Path = ".") -> dict:
+    """The defaults' record with `partial` laid over it (tables merged key by key)."""
+    record = BuildConfig(out=Path(out)).recorded()
+    for key, value in partial.items():
+        if key == "settings_digest":
+            continue  # derived from the settings, not a setting
+        if isinstance(value, dict) and isinstance(record.get(key), dict):
+            known = set(record[key])
+            if set(value) - known:
+                raise ValueError(f"unknown {key} setting(s) {', '.join(sorted(set(value) - known))}; "
+                                 f"known: {', '.join(sorted(known))}")
+            record[key] = {**record[key], **value}
+        else:
+            record[key] = value
+    return record

@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -249,8 +250,10 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build a corpus from a manifest (Ray)",
                        description="Fetch, locate, filter, transcribe and shard every video of MANIFEST into OUT "
                                    "(the corpus layout in the README). Re-running resumes.")
-    p.add_argument("manifest", metavar="MANIFEST", help="CSV, TSV, JSONL or Parquet (or a shipped name: demo, audeo, pianoyt)")
+    p.add_argument("manifest", metavar="MANIFEST", nargs="?",
+                   help="CSV, TSV, JSONL or Parquet (or a shipped name: demo, audeo, pianoyt); default: the --config's")
     p.add_argument("--out", type=Path, required=True, metavar="CORPUS", help="corpus folder (created, or resumed)")
+    _add_config(p, "the build's settings (a corpus.json repeats that build)")
     p.add_argument("--cache", type=Path, help="download cache (default CORPUS/.cache)")
     p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"],
                    help="transcriber of the pseudo labels (auto: transkun with a GPU, else basic-pitch)")
@@ -281,13 +284,6 @@ def _size(text: str, flag: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _frame_config(args: argparse.Namespace):
-    from contract.config import FrameConfig
-
-    height, width = _size(args.crop_size, "--crop-size")
-    return FrameConfig(fps=args.fps, crop_width=width, crop_height=height)
-
-
 def print_summary(stats: dict, out: Path) -> None:
     totals = stats["totals"]
     failed = ", ".join(f"{n} {c}" for c, n in sorted(totals["failed"].items())) or "none"
@@ -304,20 +300,75 @@ def print_summary(stats: dict, out: Path) -> None:
     print(f"  took     {stats['seconds']:.1f} s")
 
 
+def _add_config(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help=f"JSON, TOML or YAML with corpus.json's config keys: {what}; options given here override it")
+    p.set_defaults(parser=p)
+
+
+def _given(args: argparse.Namespace) -> set[str]:
+    """The options written on the command line (abbreviations are off, so each is spelled
+    whole); they override a --config file, even where they say the default."""
+    words = [w.split("=", 1)[0] for w in args.argv]
+    return {action.dest for action in args.parser._actions
+            if action.option_strings and any(o in words for o in action.option_strings)}
+
+
+def _config_file(args: argparse.Namespace) -> dict:
+    from contract.config import read_config_file
+
+    return read_config_file(args.config) if args.config else {"config": {}, "manifest": None, "train": {}}
+
+
+def _build_config(args: argparse.Namespace):
+    """The build's configuration: the --config file's record over the defaults, then the
+    options given here over that."""
+    from contract.config import BuildConfig, RayConfig, merged_record
+
+    record = merged_record(_config_file(args)["config"], args.out)
+    given = _given(args)
+    if "fps" in given:
+        record["frames"]["fps"] = args.fps
+    if "crop_size" in given:
+        height, width = _size(args.crop_size, "--crop-size")
+        record["frames"].update(crop_width=width, crop_height=height)
+    record["labeler"].update(_labeler_given(args, given))
+    for name in ("rows_per_part", "shard_samples"):
+        if name in given:
+            record[name] = getattr(args, name)
+    if "shard_mb" in given:
+        record["shard_bytes"] = args.shard_mb * 2**20
+    if "max_duration" in given:
+        record["fetch"]["max_duration_s"] = args.max_duration
+    if "max_filesize" in given:
+        record["fetch"]["max_filesize"] = _bytes(args.max_filesize)
+    config = BuildConfig.of_corpus(args.out, record, cache=args.cache, retry_failed=args.retry_failed,
+                                   progress_every_s=args.progress_every,
+                                   ray=RayConfig(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
+                                                 address=args.address))
+    config.fetch = replace(config.fetch, requests_per_s=args.requests_per_second or None)
+    return config
+
+
+def _labeler_given(args: argparse.Namespace, given: set[str]) -> dict:
+    out = {}
+    if "labeler" in given:
+        out["name"] = args.labeler
+    if "param" in given:
+        out["params"] = _parse_key_values(args.param, "--param")
+    if "sustain_pedal" in given:
+        out["sustain_pedal"] = args.sustain_pedal
+    return out
+
+
 def _run_build(args: argparse.Namespace) -> int:
-    from contract.config import BuildConfig, FetchOptions, RayConfig, ShardConfig, VideoSettings
     from pipelines.build import build
 
-    config = BuildConfig(out=args.out, cache=args.cache, settings=VideoSettings(frames=_frame_config(args)),
-                         labeler=_labeler_config(args),
-                         shards=ShardConfig(rows_per_part=args.rows_per_part, shard_samples=args.shard_samples,
-                                            shard_bytes=args.shard_mb * 2**20),
-                         fetch=FetchOptions(max_duration_s=args.max_duration, max_filesize=_bytes(args.max_filesize),
-                                            requests_per_s=args.requests_per_second or None),
-                         retry_failed=args.retry_failed, progress_every_s=args.progress_every,
-                         ray=RayConfig(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
-                                       address=args.address))
-    stats = build(args.manifest, config)
+    manifest = args.manifest or _config_file(args)["manifest"]
+    if not manifest:
+        raise ValueError("no manifest: name one, or give a --config that records it (a corpus.json does)")
+    config = _build_config(args)
+    stats = build(manifest, config)
     print_summary(stats, args.out)
     return 0 if not stats["totals"]["failed"] else 1  # skipped rows (no URL) are not failures
 
@@ -342,14 +393,16 @@ def _add_relabel(sub: argparse._SubParsersAction) -> None:
                    help="make the new version the corpus's default_label_version (what readers use)")
     p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default all)")
     p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
+    _add_config(p, "its labeler table (name, params, sustain_pedal)")
     p.set_defaults(run=_run_relabel)
 
 
 def _run_relabel(args: argparse.Namespace) -> int:
-    from contract.config import RayConfig
+    from contract.config import LabelerConfig, RayConfig
     from pipelines.build import relabel
 
-    stats = relabel(args.corpus, _labeler_config(args), make_default=args.make_default,
+    labeler = {**_config_file(args)["config"].get("labeler", {}), **_labeler_given(args, _given(args))}
+    stats = relabel(args.corpus, LabelerConfig(**{**asdict(_labeler_config(args)), **labeler}), make_default=args.make_default,
                     ray=RayConfig(num_cpus=args.num_cpus, address=args.address))
     print(f"corpus: {args.corpus}")
     print(f"  labels   {stats['label_version']}: {stats['notes']} notes" + (" (default)" if args.make_default else ""))
@@ -385,6 +438,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, help="stop training after this many minutes (checkpointed)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1...")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the shuffling")
+    _add_config(p, "a train table of TrainConfig's fields (epochs, batch_size, lr...)")
     p.set_defaults(run=_run_train)
 
 
@@ -397,6 +451,7 @@ def _run_train(args: argparse.Namespace) -> int:
                          head=args.head, reader=args.reader, workers=args.workers, shuffle_buffer=args.shuffle_buffer, balanced=args.balanced,
                          eval_splits=args.eval_split, max_minutes=args.max_minutes, device=args.device,
                          seed=args.seed)
+    config = _train_config_file(args, config)
     history = train(config)
     if history:
         last = history[-1]
@@ -405,6 +460,24 @@ def _run_train(args: argparse.Namespace) -> int:
         for split, m in last["eval"].items():
             print(f"  {split}: frame F1 {m['f1']:.3f} summed, {m['audeo_f1']:.3f} Audeo per-frame")
     return 0
+
+
+# train options whose TrainConfig field is named otherwise
+_TRAIN_FIELDS = {"input_size": "size", "eval_split": "eval_splits"}
+
+
+def _train_config_file(args: argparse.Namespace, config):
+    """The --config file's `train` table under the options given here."""
+    from dataclasses import fields
+
+    table = _config_file(args)["train"]
+    known = {f.name for f in fields(config)} - {"corpus", "out"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"{args.config}: unknown train setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    given = {_TRAIN_FIELDS.get(name, name) for name in _given(args)}
+    table = {k: (tuple(v) if k == "size" else v) for k, v in table.items() if k not in given}
+    return replace(config, **table)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -557,8 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit(sub)
     _add_verify(sub)
     _add_doctor(sub)
+    parser.allow_abbrev = False
     for command in _subparsers(parser):
         command.formatter_class = _DefaultsShown
+        command.allow_abbrev = False  # an option given is spelled whole (--config: see _given)
     return parser
 
 
@@ -588,7 +663,9 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     configure_logging(args.verbose, args.quiet)
     try:
         return args.run(args)

@@ -160,6 +160,22 @@ def test_a_killed_build_resumes_to_the_same_corpus(corpus, served, tmp_path):
     assert " row/s" not in finished.stderr and "row]" not in finished.stderr
 
 
+def test_a_build_repeated_from_its_corpus_json_is_the_same_corpus(corpus, tmp_path):
+    """`build --config CORPUS/corpus.json`: the manifest, the shard sizes and the labeler
+    come from the record; the new corpus has the same config, labels and shards."""
+    reference, _ = corpus
+    out = tmp_path / "again"
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", "--config", str(reference / "corpus.json"),
+                             "--out", str(out), "--cache", str(reference.parent / "cache"), "--num-cpus", "2"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-2000:]  # the same four videos fail
+    before, after = (json.loads((c / "corpus.json").read_text()) for c in (reference, out))
+    assert after["config"] == before["config"] and after["manifest"] == before["manifest"]
+    assert after["label_versions"] == before["label_versions"]
+    shards = [{k: v for k, v in _tree_digest(c).items() if "wds/" in k or "labels/" in k} for c in (reference, out)]
+    assert shards[0] and shards[0] == shards[1]
+
+
 def test_relabel_writes_a_new_version_and_leaves_frames_and_audio_alone(corpus):
     out, stats = corpus
     before = {k: v for k, v in _tree_digest(out).items() if k.startswith(("frames/", "audio/"))}

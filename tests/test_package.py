@@ -4,6 +4,7 @@ flags and help, logging, `doctor`, and what a missing optional package says."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -183,3 +184,62 @@ def test_build_progress_counts_videos_frames_and_seconds_from_the_work_records(t
     assert lines[-1].startswith("build: 3/4 videos (2 ok, 1 failed, 1 from an earlier run)")
     assert "350 frames kept" in lines[-1] and "1.5 min of video this run" in lines[-1] and "1/2 labelled" in lines[-1]
     assert any(line.startswith("build: 1/4 videos") for line in lines)  # seen before the others came
+
+
+def _parsed(*argv):
+    from pipelines.cli import build_parser
+
+    words = [str(a) for a in argv]
+    args = build_parser().parse_args(words)
+    args.argv = words  # as main() keeps them
+    return args
+
+
+def test_build_config_files_toml_yaml_and_a_corpus_json_with_options_over_them(tmp_path):
+    from contract.config import BuildConfig, FrameConfig, LabelerConfig, ShardConfig, VideoSettings
+    from pipelines.cli import _build_config
+
+    original = BuildConfig(out=tmp_path / "a", settings=VideoSettings(FrameConfig(fps=30.0, keyboard_similarity=0.6,
+                                                                                   crop_width=600, crop_height=80)),
+                           labeler=LabelerConfig("transkun", {"onset_threshold": 0.4}, sustain_pedal=True),
+                           shards=ShardConfig(rows_per_part=77))
+    corpus_json = tmp_path / "corpus.json"
+    corpus_json.write_text(json.dumps({"format": "pianocorpus/1", "config": original.recorded(), "manifest": "m.csv"}))
+    again = _build_config(_parsed("build", "--out", tmp_path / "b", "--config", corpus_json))
+    assert again.recorded() == original.recorded()  # the whole record, thresholds the CLI has no option for too
+    over = _build_config(_parsed("build", "--out", tmp_path / "b", "--config", corpus_json, "--fps", "25",
+                                 "--labeler", "basic-pitch"))
+    assert (over.settings.frames.fps, over.labeler.name, over.labeler.params, over.shards.rows_per_part) == \
+        (25.0, "basic-pitch", {"onset_threshold": 0.4}, 77)
+    toml = tmp_path / "c.toml"
+    toml.write_text('rows_per_part = 500\n[frames]\nsilence_db = -45.0\n[labeler]\nname = "transkun"\n')
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("rows_per_part: 500\nframes:\n  silence_db: -45.0\nlabeler:\n  name: transkun\n")
+    for path in (toml, yaml_file):
+        config = _build_config(_parsed("build", "--out", tmp_path / "b", "--config", path))
+        assert (config.shards.rows_per_part, config.settings.frames.silence_db, config.labeler.name) == \
+            (500, -45.0, "transkun")
+        assert config.settings.frames.fps == 25.0 and config.shards.shard_samples == 10_000  # the rest: defaults
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[frames]\nfsp = 30\n')
+    with pytest.raises(ValueError, match="unknown frames setting.*fsp"):
+        _build_config(_parsed("build", "--out", tmp_path / "b", "--config", bad))
+    bad.write_text('shard_size = 3\n')
+    with pytest.raises(ValueError, match=r"bad.toml: unknown setting\(s\) shard_size"):
+        _build_config(_parsed("build", "--out", tmp_path / "b", "--config", bad))
+
+
+def test_train_and_relabel_config_files(tmp_path):
+    from pipelines.cli import _labeler_given, _given, _train_config_file
+    from training.train import TrainConfig
+
+    path = tmp_path / "train.toml"
+    path.write_text('[train]\nepochs = 3\nlr = 0.01\nsize = [50, 450]\n[labeler]\nname = "transkun"\n')
+    args = _parsed("train", tmp_path, "--out", tmp_path / "run", "--config", path, "--lr", "0.002")
+    config = _train_config_file(args, TrainConfig(corpus="c", out="r", lr=args.lr))
+    assert (config.epochs, config.lr, config.size) == (3, 0.002, (50, 450))  # --lr was given: it wins
+    path.write_text('[train]\nepoch = 3\n')
+    with pytest.raises(ValueError, match="unknown train setting.*epoch"):
+        _train_config_file(_parsed("train", tmp_path, "--out", tmp_path / "run", "--config", path), TrainConfig("c", "r"))
+    relabel = _parsed("relabel", tmp_path, "--param", "onset_threshold=0.6")
+    assert _labeler_given(relabel, _given(relabel)) == {"params": {"onset_threshold": 0.6}}
