@@ -31,9 +31,9 @@ from the black keys, which are the one thing every keyboard shows whatever its l
    near where those gaps stop, the 0.63 black/white length ratio its prior;
 5. checks: each end must show two of its five outermost black keys (the pattern repeats
    every octave, so a model slid by one would otherwise fit a 61-key keyboard), and
-   its white keys, or lie outside the frame by at most
-   CLIP_MAX_WHITE white keys (reported as `clipped_left` / `clipped_right`); a keyboard
-   seen only in part (61/76 keys, a crop) is `partial_keyboard`.
+   its white keys, or lie outside the frame by at most CLIP_MAX_WHITE white keys, both
+   ends together CLIP_MAX_BOTH (reported as `clipped_left` / `clipped_right`); a
+   keyboard seen only in part (61/76 keys, a crop) is `partial_keyboard`.
 Per video, a keyboard seen in part in four times as many frames as it was seen whole is
 partial; otherwise the fits of the sampled frames are clustered (a camera that moves gives two
 clusters: the larger wins), their corners' median is taken, and the keyboard is refitted
@@ -60,6 +60,7 @@ MIN_MATCHED_SHARE = 0.45  # of the black keys inside the frame
 MIN_BLACK_STRONG = 24  # with this many matched, an end's black keys may be hidden (by a hand)
 END_KEYS = 5  # each end must show 2 of its 5 outermost black keys: an octave-periodic pattern could slide
 CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (Paul Barton framing)
+CLIP_MAX_BOTH = 1.8  # and both ends together this many: more is an 88 cropped, not framed tight
 FRONT = 1 / BLACK_LENGTH  # the white keys' front in black-key lengths from the back
 
 
@@ -562,7 +563,7 @@ def _visible_black(homography: np.ndarray, size: tuple[int, int]) -> int:
     return int(((xy[:, 0] >= 0) & (xy[:, 0] < size[0]) & (xy[:, 1] >= 0) & (xy[:, 1] < size[1])).sum())
 
 
-ANGLES = (0.0, 30.0, -30.0)  # the black-hat follows keys within about 15 degrees of vertical
+ANGLES = (0.0, 15.0, -15.0, 30.0, -30.0)  # the black-hat follows keys within about 8-15 degrees of vertical
 
 
 def fit_keyboard(frame: np.ndarray, angles: tuple[float, ...] = ANGLES) -> KeyboardFit | None:
@@ -720,6 +721,8 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
         why = "an end's black keys not seen (a keyboard of fewer keys, or the model slid an octave)"
     elif max(clipped) > CLIP_MAX_WHITE:
         why = f"{max(clipped):.1f} white keys of an end outside the frame"
+    elif sum(clipped) > CLIP_MAX_BOTH:
+        why = f"{clipped[0]:.1f} + {clipped[1]:.1f} white keys of the two ends outside the frame"
     elif False in whites:
         why = "no white keys at an end (fewer than 88 keys?)"
     if why and matched < MIN_BLACK_PARTIAL:  # a row of text or stripes, not a keyboard

@@ -61,6 +61,23 @@ def test_an_end_clipped_by_less_than_a_white_key_is_located_and_reported(scene):
     assert 0.3 < location.clipped_left < 0.9 and location.clipped_right == 0
 
 
+def test_both_ends_clipped_by_a_white_key_each_is_a_cropped_88_not_a_framed_one(scene):
+    """0.6 white keys off each end is tight framing; 1.1 off each is an 88 cropped."""
+    frame, quad, to_frame = scene
+
+    def cut(m_left, m_right):
+        x0 = int(round(cv2.perspectiveTransform(np.float32([[[m_left, 0.5]]]), to_frame)[0, 0, 0]))
+        x1 = int(round(cv2.perspectiveTransform(np.float32([[[N_WHITE - m_right, 0.5]]]), to_frame)[0, 0, 0]))
+        return frame[:, x0:x1], x0
+
+    tight, x0 = cut(0.6, 0.6)
+    location = _located_like(tight, quad - [x0, 0])
+    assert 0.3 < location.clipped_left < 0.9 and 0.3 < location.clipped_right < 0.9
+    with pytest.raises(KeyboardNotFound) as caught:
+        locate_in_frames([cut(1.1, 1.1)[0]])
+    assert caught.value.reason == "partial_keyboard" and "two ends outside the frame" in str(caught.value)
+
+
 def test_an_88_cropped_by_three_white_keys_is_partial_not_a_guess(scene):
     frame, _, to_frame = scene
     cut = int(round(cv2.perspectiveTransform(np.float32([[[3.0, 0.5]]]), to_frame)[0, 0, 0]))
@@ -113,10 +130,12 @@ def test_a_61_key_keyboard_is_partial_with_the_keys_seen(scene):
     assert caught.value.reason == "partial_keyboard"
 
 
-@pytest.mark.parametrize("angle, far", [(30, 1.0), (-30, 1.0), (0, 0.7), (20, 0.85)])
+@pytest.mark.parametrize("angle, far", [(30, 1.0), (-30, 1.0), (0, 0.7), (20, 0.85), (20, 0.75)])
 def test_rotated_and_oblique_cameras(scene, angle, far):
     """The camera turned by up to 30 degrees, and looking along the keyboard so that its
-    far end is smaller (down to 0.7 of the near end); the old locator refused these."""
+    far end is smaller (down to 0.7 of the near end; at 20 degrees and 0.75 the far keys
+    lean so far that only a search turned by 15 degrees finds them); the old locator
+    refused these."""
     frame, quad, _ = scene
     h, w = frame.shape[:2]
     squeeze = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]),
