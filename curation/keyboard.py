@@ -563,7 +563,7 @@ def _visible_black(homography: np.ndarray, size: tuple[int, int]) -> int:
     return int(((xy[:, 0] >= 0) & (xy[:, 0] < size[0]) & (xy[:, 1] >= 0) & (xy[:, 1] < size[1])).sum())
 
 
-ANGLES = (0.0, 15.0, -15.0, 30.0, -30.0)  # the black-hat follows keys within about 8-15 degrees of vertical
+ANGLES = (0.0, 30.0, -30.0)  # the black-hat follows keys within about 15 degrees of vertical
 
 
 def fit_keyboard(frame: np.ndarray, angles: tuple[float, ...] = ANGLES) -> KeyboardFit | None:
