@@ -19,6 +19,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, fields, replace
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -103,9 +104,11 @@ def _retry_after(value: str | None) -> float | None:
             return None
 
 
+@lru_cache(maxsize=1)
 def js_runtime() -> dict | None:
     """The JavaScript runtime yt-dlp will use for YouTube: deno from its PyPI package (the
-    set-up installs it) or from PATH, as yt-dlp itself sees it; None when there is none."""
+    set-up installs it) or from PATH, as yt-dlp itself sees it; None when there is none.
+    Once per process: finding it runs `deno --version`, and every download asks."""
     from yt_dlp.utils._jsruntime import DenoJsRuntime
 
     path = None

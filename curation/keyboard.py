@@ -183,10 +183,9 @@ def _lit_rows(pixels: np.ndarray, beside: np.ndarray) -> tuple[int, int]:
     is at least half the blob's brightest (`pixels`: the blob in its box), after cutting
     off the dimmer side of a clean step (the mirror line of a glossy fallboard)."""
     level = np.where(pixels, beside, 0).max(axis=1).astype(float)
-    start, stop = _mirror_step(level)
-    level = level[start:stop]
+    offset, stop = _mirror_step(level)
+    level = level[offset:stop]
     good = level >= 0.5 * np.percentile(level, 90)  # a lid's shadow dims less
-    offset = start
     if good.all():
         return offset, len(good)
     best, run, best_start, start = 0, 0, 0, 0

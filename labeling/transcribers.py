@@ -14,8 +14,8 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from contract.hashing import json_digest, sha256_file
 from contract.extras import MissingExtra, available
+from contract.hashing import json_digest, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from contract.meta import corpus_meta, write_corpus_json
 from contract.publish import carry_over, link_file, publish, start_generation
 from contract.records import VIDEOS_SCHEMA, new_video_row, video_totals
 from curation.ratelimit import shared_limiter
-from pipelines.progress import BuildProgress
 from curation.video import process_video
 from labeling.label import label_videos
 from labeling.transcribers import label_spec, label_version, resolve_labeler
 from manifests.loader import load_manifest
 from manifests.schema import ManifestRow
+from pipelines.progress import BuildProgress
 from pipelines.shards import write_frame_parts, write_label_parts, write_wds_shards
 
 log = logging.getLogger(__name__)

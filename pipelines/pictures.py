@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract.layout import CacheLayout, CorpusLayout
@@ -23,7 +24,8 @@ from contract.piano import BLACK_LENGTH, N_WHITE, key_layout
 from contract.vocab import DROP_REASONS
 from curation.rectify import rectify_keyboard
 
-DROP_COLOURS = dict(zip(DROP_REASONS, ("#888888", "#cc4444", "#e9a23b")))
+_DROP_COLOURS = dict(zip(DROP_REASONS, (("#888888", "grey"), ("#cc4444", "red"), ("#e9a23b", "orange"))))
+DROP_COLOURS = {reason: colour for reason, (colour, _) in _DROP_COLOURS.items()}
 KEPT_COLOUR = "#4c9a2a"
 STRIP = 6  # kept crops shown
 
@@ -70,8 +72,6 @@ def read_video_frames(corpus: CorpusLayout, video_id: str, split: str, version: 
             rolls.append(np.asarray(rows.column("frame_roll").to_pylist(), bool).reshape(-1, 88))
     if not frames:
         return VideoFrames(np.zeros(0, int), np.zeros(0), np.zeros(0, bool), [], [], None)
-    import pyarrow as pa
-
     table = pa.concat_tables(frames)
     return VideoFrames(frame=np.asarray(table.column("frame").to_pylist()), t=np.asarray(table.column("t").to_pylist()),
                        kept=np.asarray(table.column("kept").to_pylist()),
@@ -145,13 +145,9 @@ def timeline(frames: VideoFrames, fps: float, title: str) -> str:
     bar_ax.set_yticks([])
     bar_ax.set_xlabel("seconds")
     present = ["kept"] + sorted({r for k, r in zip(frames.kept, frames.drop_reason) if not k and r})
-    bar_ax.set_title("frames: " + ", ".join(f"{p} ({'green' if p == 'kept' else _colour_name(p)})" for p in present),
+    bar_ax.set_title("frames: " + ", ".join(f"{p} ({'green' if p == 'kept' else _DROP_COLOURS[p][1]})" for p in present),
                      fontsize=9, loc="left")
     return figure_tag(fig, "label piano roll and kept/dropped frames")
-
-
-def _colour_name(reason: str) -> str:
-    return {"#888888": "grey", "#cc4444": "red", "#e9a23b": "orange"}[DROP_COLOURS[reason]]
 
 
 def video_pictures(corpus: CorpusLayout, row: dict, version: str, cache: CacheLayout | None,

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from contract.atomic import atomic_json, atomic_text
+from contract.config import FrameConfig
 from contract.layout import CacheLayout, CorpusLayout
 from contract.piano import key_layout
 from contract.vocab import DROP_REASONS
@@ -25,7 +26,6 @@ h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.flag{color:#b00;font-weight:600}.ok{color:#070}
 img{max-width:100%;border:1px solid #eee;margin:6px 0}"""
-
 
 
 def _png(fig) -> str:
@@ -238,8 +238,9 @@ def write_report(result: dict, corpus: "Path | CorpusLayout", cache: Path | None
     layout = CorpusLayout.published(corpus)
     cache_layout = CacheLayout(cache or layout.default_cache)
     json_path, html_path = layout.audit_json, layout.report_html
-    frames = result.get("provenance", {}).get("config", {}).get("frames", {})
-    crop = (int(frames.get("crop_width", 900)), int(frames.get("crop_height", 100)))
+    recorded = result.get("provenance", {}).get("config", {}).get("frames")
+    frames = FrameConfig(**recorded) if recorded else FrameConfig()
+    crop = (frames.crop_width, frames.crop_height)
     rows = {r["video_id"]: r for r in pq.read_table(layout.videos).to_pylist()}
     for entry in result["videos"]:
         if entry["status"] == "ok":

@@ -230,7 +230,7 @@ def test_build_config_files_toml_yaml_and_a_corpus_json_with_options_over_them(t
 
 
 def test_train_and_relabel_config_files(tmp_path):
-    from pipelines.cli import _labeler_given, _given, _train_config_file
+    from pipelines.cli import _given, _labeler_given, _train_config_file
     from training.train import TrainConfig
 
     path = tmp_path / "train.toml"

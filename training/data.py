@@ -316,7 +316,7 @@ class ParquetWindows(FrameWindows):
             if ids != lab.column("video_id").to_pylist() or numbers != lab.column("frame").to_pylist():
                 raise ValueError(f"{labels_path}: rows do not match {frames_path} (frames and labels parts must align)")
             kept, jpegs = f.column("kept").to_pylist(), f.column("jpeg").to_pylist()
-            rolls = np.asarray(lab.column("frame_roll").flatten().to_numpy(zero_copy_only=False), bool).reshape(-1, 88)
+            rolls = _roll_column(lab, "frame_roll").astype(bool)
             full = np.stack([_roll_column(lab, c) for c in columns[2:]], axis=1) if self.needs_rolls else None
             for i in np.flatnonzero(kept):
                 yield Record(ids[i], numbers[i], jpegs[i], rolls[i], None if full is None else full[i])
