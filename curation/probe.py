@@ -29,7 +29,8 @@ def probe(path: str | Path) -> MediaInfo:
             video = container.streams.video[0] if container.streams.video else None
             audio = container.streams.audio[0] if container.streams.audio else None
             if video is None and audio is None:
-                raise ProbeError(f"{path}: no video or audio stream")
+                formats = container.format.name
+                raise ProbeError(f"{path}: not readable media (no video or audio stream; read as {formats})")
             duration = container.duration / av.time_base if container.duration else 0.0
             if not duration:
                 streams = [s for s in (video, audio) if s is not None and s.duration]

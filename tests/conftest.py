@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import av
@@ -95,7 +94,7 @@ def served(tmp_path_factory):
     truths = {}
     for name, (_, seed) in GOOD.items():
         truths[name] = json.loads(make_video(media, name, seed, SynthConfig(seconds=6, width=640, height=360)).read_text())
-    (media / "corrupt.mp4").write_bytes(os.urandom(20000))
+    (media / "corrupt.mp4").write_bytes(np.random.default_rng(5).integers(0, 256, 20000, np.uint8).tobytes())
     _video_only(media / "silentfilm.mp4", [np.full((180, 320, 3), 90, np.uint8)] * 25)
     rng = np.random.default_rng(1)
     _video_only(media / "noise.mp4", [rng.integers(0, 255, (180, 320, 3), np.uint8) for _ in range(25)], audio=True)

@@ -154,3 +154,14 @@ def test_one_error_vocabulary_corrupt_media_and_rows_without_url(small_build):
     assert (rows["nourl"]["status"], rows["nourl"]["error_class"]) == ("skipped", "no_url")
     totals = json.loads((corpus / "stats" / "summary.json").read_text())["totals"]
     assert totals["failed"] == {"corrupt": 2, "no_video": 1} and totals["skipped"] == {"no_url": 1}
+
+
+def test_a_file_ffmpeg_opens_without_video_or_audio_is_not_readable_media(tmp_path):
+    # Random bytes can parse as a lyrics (LRC) file: FFmpeg opens it with one subtitle stream.
+    # Such a file is as unreadable to us as any other, and its message says so.
+    from curation.probe import ProbeError, probe
+
+    lyrics = tmp_path / "lyrics.mp4"
+    lyrics.write_text("[00:01.00]one\n[00:02.00]two\n")
+    with pytest.raises(ProbeError, match=r"lyrics\.mp4: not readable media \(no video or audio stream"):
+        probe(lyrics)
