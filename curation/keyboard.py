@@ -32,10 +32,16 @@ from the black keys, which are the one thing every keyboard shows whatever its l
 5. checks: each end must show two of its five outermost black keys (the pattern repeats
    every octave, so a model slid by one would otherwise fit a 61-key keyboard), and
    its white keys, or lie outside the frame by at most CLIP_MAX_WHITE white keys, both
-   ends together CLIP_MAX_BOTH (reported as `clipped_left` / `clipped_right`); a
-   keyboard seen only in part (61/76 keys, a crop) is `partial_keyboard`.
-Per video, a keyboard seen in part in four times as many frames as it was seen whole is
-partial; otherwise the fits of the sampled frames are clustered (a camera that moves gives two
+   ends together CLIP_MAX_BOTH (reported as `clipped_left` / `clipped_right`); the
+   white keys' seams must not run on beyond an end (a longer row of keys: a slid fit, an
+   open upright's hammers); a keyboard seen only in part (61/76 keys, a crop) is
+   `partial_keyboard`. The black-key pattern is mirror-symmetric (about D and G#), so
+   the two directions of a row can both fit, one slid by a few keys: a flipped reading
+   (the far side and mirrored, which otherwise needs the strongest evidence) is taken
+   when the seams just inside its ends confirm it better than the other reading's.
+Per video, one weak fit (fewer than MIN_BLACK_STRONG keys) that no other sampled frame
+confirms is a fluke (a title's letters); a keyboard seen in part in four times as many
+frames as it was seen whole is partial; otherwise the fits of the sampled frames are clustered (a camera that moves gives two
 clusters: the larger wins), their corners' median is taken, and the keyboard is refitted
 on the per-pixel median of those frames (hands move, the keyboard does not).
 """
@@ -43,7 +49,7 @@ on the per-pixel median of those frames (hands move, the keyboard does not).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -60,7 +66,9 @@ MIN_MATCHED_SHARE = 0.45  # of the black keys inside the frame
 MIN_BLACK_STRONG = 24  # with this many matched, an end's black keys may be hidden (by a hand)
 END_KEYS = 5  # each end must show 2 of its 5 outermost black keys: an octave-periodic pattern could slide
 CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (Paul Barton framing)
-CLIP_MAX_BOTH = 1.8  # and both ends together this many: more is an 88 cropped, not framed tight
+CLIP_MAX_BOTH = 1.95  # and both ends together this many (about one each): more is an 88 cropped, not framed tight
+MIN_FRAMES_TO_CONFIRM = 6  # of a video's sampled frames: from this many, a weak fit needs a second frame
+WEAK_FLIPPED = "black keys on the player's side with A0 on the left, on weak evidence (a flipped video?)"
 FRONT = 1 / BLACK_LENGTH  # the white keys' front in black-key lengths from the back
 
 
@@ -85,6 +93,7 @@ class KeyboardFit:
     full: bool = True
     keys_seen: int = 0  # for a partial keyboard: about how many keys were seen
     why: str = ""
+    seams: int = 0  # white-key seams just inside the ends, less twice those just beyond (`_end_seams`)
     angle: float = 0.0  # the rotation of the frame it was found in
 
 
@@ -422,23 +431,46 @@ def _gap_contrast(gray: np.ndarray, homography: np.ndarray) -> float:
 
 
 def _gap_profile(gray: np.ndarray, homography: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Per depth v: the deepest narrow dip near each white-key boundary (within 0.24
-    white keys of where the fit puts it: an extrapolated fit drifts), as the 60th
-    percentile over the boundaries (a hand may cover a third of them); 0 where nothing
-    is in the frame. A dip is a sample darker than both samples 0.21 white keys either
-    side of it: a thin gap is one, a black key is not (0.2 inside it is black too)."""
+    """Per depth v: the seam dips at the white-key boundaries (`_seam_dips`) as their 60th
+    percentile (a hand may cover a third of them); 0 where nothing is in the frame."""
+    deepest = _seam_dips(gray, homography, np.arange(1, N_WHITE), v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # keys outside the frame are NaN
+        profile = np.nanpercentile(deepest, 60, axis=0)
+    return np.nan_to_num(profile, nan=0.0)
+
+
+def _seam_dips(gray: np.ndarray, homography: np.ndarray, boundaries: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(boundaries, depths): the deepest narrow dip within 0.24 white keys of each white-key
+    boundary (an extrapolated fit drifts) at each depth v; NaN outside the frame. A dip is
+    a sample darker than both samples 0.21 white keys either side of it: a thin gap is
+    one, a black key is not (0.2 inside it is black too)."""
     step, reach, side = 0.03, 8, 7  # in samples: the dip's search (0.24) and its shoulders (0.21)
     offsets = np.arange(-(reach + side), reach + side + 1) * step
-    boundary = np.arange(1, N_WHITE)[:, None, None] + 0 * v[None, :, None] + offsets[None, None, :]
+    boundary = np.asarray(boundaries, float)[:, None, None] + 0 * v[None, :, None] + offsets[None, None, :]
     depth = np.broadcast_to(v[None, :, None], boundary.shape)
     values = _sample(gray, homography, boundary, depth)
     centre = values[:, :, side:-side]
     dips = np.fmin(values[:, :, :-2 * side], values[:, :, 2 * side:]) - centre
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # keys outside the frame are NaN
-        deepest = np.nanmax(dips, axis=2)
-        profile = np.nanpercentile(deepest, 60, axis=0)
-    return np.nan_to_num(profile, nan=0.0)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(dips, axis=2)
+
+
+def _end_seams(gray: np.ndarray, homography: np.ndarray) -> list[tuple[int, int]]:
+    """Per end (A0, C8): of the 3 white-key boundaries just inside it, how many show a seam,
+    and of the 2 just beyond it (where keys would continue), how many do. The black-key
+    pattern is mirror-symmetric (about D and G#), so a keyboard read the wrong way round
+    fits all but its ends, slid by a few keys: seams then run on past one end and stop
+    short of the other. A seam is a dip of at least 0.4 of the keyboard's typical one."""
+    v = np.linspace(1.12, 1.45, 6)
+    inside, beyond = [1, 2, 3, N_WHITE - 3, N_WHITE - 2, N_WHITE - 1], [-2, -1, N_WHITE + 1, N_WHITE + 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        typical = np.nanmedian(_seam_dips(gray, homography, np.arange(8, N_WHITE - 7, 2), v))
+        dips = np.nanmedian(_seam_dips(gray, homography, np.array(inside + beyond), v), axis=1)
+    seam = dips >= max(6.0, 0.4 * typical) if np.isfinite(typical) else np.zeros(len(dips), bool)
+    return [(int(seam[0:3].sum()), int(seam[6:8].sum())), (int(seam[3:6].sum()), int(seam[8:10].sum()))]
 
 
 def _brighter_below(gray: np.ndarray, blobs: Blobs, row: np.ndarray, normal: np.ndarray) -> bool:
@@ -619,15 +651,25 @@ def _fit_on_row(turned: np.ndarray, blobs: Blobs, row: np.ndarray, gray: np.ndar
     d = np.array([vx, vy]) if vx >= 0 else -np.array([vx, vy])
     normal = np.array([-d[1], d[0]])  # image-down for a level row
     u, key_length = _row_positions((points - [x0, y0]) @ d, blobs.height[row])
-    first = None
-    for row_fit in fit_row(u):
-        if len(row_fit.keys) < 8:
+    fits = [_fit_direction(turned, blobs, row, gray, to_frame, angle, row_fit, key_length, normal)
+            for row_fit in fit_row(u) if len(row_fit.keys) >= 8]
+    fits = [f for f in fits if f is not None]
+    full = next((f for f in fits if f.full), None)
+    return _confirmed_flip(fits, full) or full or (fits[0] if fits else None)
+
+
+def _confirmed_flip(fits: list[KeyboardFit], full: KeyboardFit | None) -> KeyboardFit | None:
+    """A flipped reading refused only for weak evidence, when the white keys' seams confirm
+    its ends: at both (seams just inside, none beyond), or better than the full reading of
+    the other direction does. The black-key pattern is mirror-symmetric (about D and G#):
+    the wrong direction fits all but the ends, slid by a few keys, so its ends fall where
+    no seams are, or seams run on beyond them."""
+    for fit in fits:
+        if fit.why != WEAK_FLIPPED or fit.matched < MIN_BLACK_STRONG:
             continue
-        fit = _fit_direction(turned, blobs, row, gray, to_frame, angle, row_fit, key_length, normal)
-        if fit is not None and fit.full:
-            return fit
-        first = first or fit
-    return first
+        if fit.seams >= 5 or (full is not None and fit.matched >= full.matched and fit.seams >= full.seams + 2):
+            return replace(fit, full=True, why="")
+    return None
 
 
 def _fit_direction(turned: np.ndarray, blobs: Blobs, row: np.ndarray, gray: np.ndarray, to_frame: np.ndarray,
@@ -707,15 +749,14 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
     strong = matched >= MIN_BLACK_STRONG
     low_end = low_seen >= 2 or (strong and whites[0] is True)
     high_end = high_seen >= 2 or (strong and whites[1] is True)
+    end_seams = _end_seams(gray, homography)
     why = ""
-    if orientation == "flipped" and (not strong or min(low_seen, high_seen) < 2):
-        # the far side and mirrored at once: rare, and the answer of a key-like row (an open
-        # upright's hammers) read from the wrong side, so it needs the strongest evidence
-        why = "black keys on the player's side with A0 on the left, on weak evidence (a flipped video?)"
-    elif matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
+    if matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
         why = f"{matched} of {visible} visible black keys matched"
     elif extra > max(3, 0.3 * matched):
         why = f"{extra} key-like blobs that an 88-key keyboard does not explain"
+    elif any(beyond == 2 for _, beyond in end_seams):
+        why = "the white keys' seams run on beyond an end (more keys in the row than 88: a slid fit, an open piano's hammers)"
     elif not (low_end and high_end):
         why = "an end's black keys not seen (a keyboard of fewer keys, or the model slid an octave)"
     elif max(clipped) > CLIP_MAX_WHITE:
@@ -724,10 +765,16 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
         why = f"{clipped[0]:.1f} + {clipped[1]:.1f} white keys of the two ends outside the frame"
     elif False in whites:
         why = "no white keys at an end (fewer than 88 keys?)"
+    elif orientation == "flipped" and (not strong or min(low_seen, high_seen) < 2):
+        # the far side and mirrored at once: rare, and the answer of a key-like row (an open
+        # upright's hammers) read from the wrong side, so it needs the strongest evidence;
+        # every other check passed (`_confirmed_flip` may still take it)
+        why = WEAK_FLIPPED
     if why and matched < MIN_BLACK_PARTIAL:  # a row of text or stripes, not a keyboard
         return None
-    return KeyboardFit(quad=quad, score=0.0 if why else score, matched=matched, orientation=orientation,
-                       clipped=clipped, full=not why, keys_seen=int(round(n_seen * 88 / 36)), why=why, angle=angle)
+    seams = sum(inside - 2 * beyond for inside, beyond in end_seams)
+    return KeyboardFit(quad=quad, score=score, matched=matched, orientation=orientation, clipped=clipped,
+                       full=not why, keys_seen=int(round(n_seen * 88 / 36)), why=why, angle=angle, seams=seams)
 
 
 # --- per video --------------------------------------------------------------------------
@@ -809,6 +856,10 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
             fitted.append(index)
         elif fit is not None:
             partial.append(fit)
+    if len(frames) >= MIN_FRAMES_TO_CONFIRM and fits:
+        group = _consistent(fits, small[0].shape[1])
+        if len(group) == 1 and fits[group[0]].matched < MIN_BLACK_STRONG:
+            fits, fitted = [], []  # one weak fit that no other frame confirms: a title's letters, a pattern
     # A crop shows in most frames, noise does not; a full fit in a few frames of many
     # partial ones is a fluke (a hand or the light making a 76-key keyboard look whole).
     if (not fits and len(partial) >= max(1, 0.2 * len(frames))) or len(partial) >= 4 * max(1, len(fits)):
