@@ -86,6 +86,14 @@ class LabelerConfig:
     params: dict = field(default_factory=dict)
     sustain_pedal: bool = False
     batch: int = 1  # each video is labelled as soon as its audio is written
+    av_align: str = "auto"  # auto: labels moved by a confident sync offset (labeling/agreement.py); off: measured only
+
+    def __post_init__(self):
+        if self.av_align not in AV_ALIGN:
+            raise ValueError(f"av_align must be one of {', '.join(AV_ALIGN)}, got {self.av_align!r}")
+
+
+AV_ALIGN = ("auto", "off")
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ spells them.
       labels/VERSION/label.json
       labels/VERSION/SPLIT/part-NNNNN.parquet        part N holds the frames of frames part N
       labels/VERSION/midi/VIDEO_ID.mid
+      labels/VERSION/av.parquet                      per video: sync offset, agreement, flags
       wds/VERSION/SPLIT/SPLIT-NNNNNN.tar
       stats/summary.json  stats/audit.json  stats/report.html
       stats/wds/VERSION/SPLIT-NNNNNN_stats.json
     CORPUS/audio/VIDEO_ID.flac                       beside the generations (written once per video)
       .work/videos/VIDEO_ID.json                     a video's row, final for its settings
       .work/frames/VIDEO_ID.parquet                  its frames
+      .work/frames/VIDEO_ID.keys.npy                 its frames' key levels (the pictures' press evidence)
       .work/labels/VERSION/VIDEO_ID.parquet|.json|.mid  its rolls, label record and MIDI
       .work/published.json                           what the published files were assembled from
       .cache/                                        the download cache (default)
@@ -52,6 +54,11 @@ class WorkLayout:
 
     def frames(self, video_id: str) -> Path:
         return self.root / "frames" / f"{video_id}.parquet"
+
+    def key_levels(self, video_id: str) -> Path:
+        """Its frames' key levels, as rectified and mirrored (curation/presses.py): the
+        evidence the labels' agreement with the pictures is measured on."""
+        return self.root / "frames" / f"{video_id}.keys.npy"
 
     def labels_dir(self, version: str) -> Path:
         return self.root / "labels" / version
@@ -206,6 +213,10 @@ class CorpusLayout:
 
     def midi(self, version: str, video_id: str) -> Path:
         return self.labels_dir(version) / "midi" / f"{video_id}.mid"
+
+    def av_table(self, version: str) -> Path:
+        """Per video, the labels' agreement with the pictures (labeling/agreement.py)."""
+        return self.labels_dir(version) / "av.parquet"
 
     def wds_dir(self, version: str, split: str) -> Path:
         return self.data / "wds" / version / split

@@ -3,7 +3,8 @@
 - `videos.parquet`: one `VIDEOS_SCHEMA` row per manifest video (`new_video_row`);
 - `frames/SPLIT/part-*.parquet`: `FRAMES_SCHEMA`, one row per decoded frame;
 - `labels/VERSION/SPLIT/part-*.parquet`: `LABELS_SCHEMA`, the four rolls per frame;
-- a label work record per video and version (`label_record`);
+- a label work record per video and version (`label_record`, with the `AV_COLUMNS`);
+- `labels/VERSION/av.parquet`: `AV_SCHEMA`, the labels' agreement with the pictures;
 - `CACHE/fetch.parquet`: `FETCH_SCHEMA`, one `FetchRecord` per manifest row.
 """
 
@@ -18,6 +19,16 @@ from contract.vocab import DROP_REASONS
 
 DROP_COUNTS = tuple(f"n_{reason}" for reason in DROP_REASONS)
 
+# The labels' agreement with the pictures (labeling/agreement.py), per video: in
+# videos.parquet for the corpus's default label version, in labels/VERSION/av.parquet
+# (AV_SCHEMA, with the score curve over offsets) for each version.
+AV_COLUMNS = (("av_offset_s", pa.float64()), ("av_confidence", pa.float64()), ("av_applied_s", pa.float64()),
+              ("av_precision", pa.float64()), ("av_recall", pa.float64()), ("av_score", pa.float64()),
+              ("av_mismatch", pa.bool_()), ("av_mirrored", pa.bool_()), ("av_key_shift", pa.int32()),
+              ("av_n_onsets", pa.int32()))
+AV_SCHEMA = pa.schema([("video_id", pa.string()), ("split", pa.string()), *AV_COLUMNS,
+                       ("av_curve", pa.list_(pa.float32()))])
+
 VIDEOS_SCHEMA = pa.schema([
     ("video_id", pa.string()), ("dataset", pa.string()), ("split", pa.string()), ("url", pa.string()),
     ("status", pa.string()), ("error_class", pa.string()), ("error", pa.string()), ("duration_s", pa.float64()),
@@ -28,6 +39,7 @@ VIDEOS_SCHEMA = pa.schema([
     ("kb_located_iou", pa.float64()), ("kb_orientation", pa.string()), ("kb_clipped_left", pa.float64()),
     ("kb_clipped_right", pa.float64()),
     ("source_sha256", pa.string()), ("label_status", pa.string()), ("n_notes", pa.int32()),
+    *[(name, kind) for name, kind in AV_COLUMNS],
 ])
 FRAME_COUNTS = ("n_frames", "n_kept", *DROP_COUNTS)
 

@@ -10,6 +10,8 @@ Drop reasons, checked in this order (the first that applies is recorded):
   keyboard does not). Title cards, cuts, camera moves and a keyboard largely covered
   all fall here. Each frame's similarity is stored with it (`keyboard_similarity`), so a
   user can see how close a frame came to the threshold.
+A kept frame's key levels (curation/presses.py) come with it too: the pictures' evidence
+of key presses, which the labels are checked against (labeling/agreement.py).
 - `silent`: the audio is silent for a long stretch: before the first sound and after the
   last (beyond `edge_margin_s`, 0.5 s: hands approaching the keys stay), and inside the performance only for silences
   longer than `rest_max_s` (3 s), keeping `rest_margin_s` (0.5 s) at each side. Brief
@@ -30,6 +32,7 @@ import numpy as np
 from contract.config import FrameConfig
 from contract.threads import thread_decoder
 from contract.vocab import NO_KEYBOARD, OUTSIDE_RANGE, SILENT
+from curation.presses import key_levels
 from curation.rectify import rectification_matrix
 
 
@@ -41,6 +44,7 @@ class FrameRecord:
     drop_reason: str | None
     jpeg: bytes | None  # the rectified crop of a kept frame
     keyboard_similarity: float = float("nan")  # correlation with the reference crop that `no_keyboard` decides on
+    key_levels: np.ndarray | None = None  # (2, 88) of a kept frame: its crop's key levels, as rectified and mirrored
 
 
 def rectifier(quad, config: FrameConfig) -> np.ndarray:
@@ -132,8 +136,9 @@ def decode_at_fps(path: str | Path, fps: float) -> Iterator[tuple[int, np.ndarra
 
 def frame_pass(path: str | Path, quad, reference: np.ndarray, config: FrameConfig = FrameConfig(),
                silent: np.ndarray | None = None, start_s: float | None = None,
-               end_s: float | None = None) -> Iterator[list[FrameRecord]]:
-    """Batches of FrameRecords for every frame of the video at the corpus fps."""
+               end_s: float | None = None, with_key_levels: bool = True) -> Iterator[list[FrameRecord]]:
+    """Batches of FrameRecords for every frame of the video at the corpus fps (without the
+    kept frames' key levels when not asked: benchmarks/av_agreement.py's anchor)."""
     matrix = rectifier(quad, config)
     reference_profile = black_key_profile(reference)
     encode = [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
@@ -150,8 +155,10 @@ def frame_pass(path: str | Path, quad, reference: np.ndarray, config: FrameConfi
         elif silent is not None and k < len(silent) and silent[k]:
             reason = SILENT
         jpeg = cv2.imencode(".jpg", crop, encode)[1].tobytes() if reason is None else None
+        levels = np.stack([key_levels(crop), key_levels(cv2.flip(crop, 1))]) \
+            if reason is None and with_key_levels else None
         batch.append(FrameRecord(frame=k, t=round(t, 6), kept=reason is None, drop_reason=reason, jpeg=jpeg,
-                                 keyboard_similarity=round(similarity, 4)))
+                                 keyboard_similarity=round(similarity, 4), key_levels=levels))
         if len(batch) >= config.batch_frames:
             yield batch
             batch = []

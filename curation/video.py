@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contract.atomic import atomic_json, atomic_path
+from contract.atomic import atomic_json, atomic_path, atomic_write
 from contract.config import FetchOptions, VideoSettings
 from contract.hashing import sha256_file
 from contract.layout import CorpusLayout
@@ -107,7 +107,7 @@ def _visual_and_audio(row: ManifestRow, media: Path, corpus: CorpusLayout, setti
     reference = reference_crop([frames[i] for i in location.fitted] or frames, location.quad, config)
     counts = _write_frames(row.video_id, frame_pass(media, location.quad, reference, config, silent=silent,
                                                     start_s=row.start_s, end_s=row.end_s),
-                           corpus.work.frames(row.video_id))
+                           corpus.work.frames(row.video_id), corpus.work.key_levels(row.video_id))
     result.update(fps=config.fps, **counts)
 
 
@@ -121,10 +121,12 @@ def _located_iou(frames: list[np.ndarray], manifest_quad, shape: tuple[int, int]
     return round(quad_iou(manifest_quad, located.quad, shape), 4)
 
 
-def _write_frames(video_id: str, batches, path: Path) -> dict:
+def _write_frames(video_id: str, batches, path: Path, levels_path: Path) -> dict:
     """Stream the frame pass's batches into one Parquet file (memory stays flat with
-    the video's length); the file appears under its name only when complete."""
+    the video's length) and the kept frames' key levels into `levels_path` ((n_frames, 2,
+    88) float16, NaN for dropped frames); each file appears under its name only when complete."""
     counts = dict.fromkeys(FRAME_COUNTS, 0)
+    levels = []
     with atomic_path(path) as part:
         with pq.ParquetWriter(part, FRAMES_SCHEMA) as writer:
             for batch in batches:
@@ -135,6 +137,16 @@ def _write_frames(video_id: str, batches, path: Path) -> dict:
                 for r in batch:
                     counts["n_frames"] += 1
                     counts["n_kept" if r.kept else f"n_{r.drop_reason}"] += 1
+                    levels.append(NO_LEVELS if r.key_levels is None else r.key_levels.astype(np.float16))
         if not counts["n_frames"]:
             raise Failure("corrupt", f"{video_id}: no frames decoded")
+        atomic_write(levels_path, lambda tmp: _save_npy(tmp, np.stack(levels)))
     return counts
+
+
+NO_LEVELS = np.full((2, 88), np.nan, np.float16)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # a file object: numpy would add .npy to the temporary name
+        np.save(handle, array)

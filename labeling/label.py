@@ -1,6 +1,7 @@
 """Audio -> labels, for a corpus's videos (`label_videos`, the label stage) and for one
 file (`transcribe_file`, the `transcribe` command): one flow, transcriber -> notes
-(lengthened by the pedal when the spec says so) -> rolls at the frame times + MIDI.
+(lengthened by the pedal when the spec says so; in the build, moved by the video's
+confident sync offset when the spec says auto) -> rolls at the frame times + MIDI.
 
 A transcriber that raises on a video fails that video alone: its label record says
 `failed` with the exception's class and message, and the others are labelled.
@@ -9,6 +10,7 @@ A transcriber that raises on a video fails that video alone: its label record sa
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,10 @@ from contract.atomic import atomic_json, atomic_parquet, atomic_write
 from contract.config import LabelerConfig
 from contract.hashing import sha256_file
 from contract.layout import CorpusLayout
+from contract.piano import LOWEST_MIDI, N_KEYS
 from contract.records import LABELS_SCHEMA, label_record
 from curation.audio import load_audio
+from labeling.agreement import Agreement, check
 from labeling.midi import write_midi
 from labeling.rolls import Rolls, apply_sustain, rolls_for_frames
 from labeling.transcribers import label_spec, label_version, make_transcriber
@@ -69,18 +73,36 @@ def label_videos(rows: list[dict], transcriber, spec: dict, version: str, corpus
 
 def _write_labels(corpus: CorpusLayout, version: str, spec: dict, row: dict, result) -> dict:
     notes = labelled_notes(result, spec)
-    n = int(row["n_frames"])
-    rolls = rolls_for_frames(notes, n, float(row["fps"]))
+    n, fps = int(row["n_frames"]), float(row["fps"])
+    av = _agreement(corpus.work.key_levels(row["video_id"]), notes, fps, spec)
+    pedal = result.pedal
+    if av.applied_s:  # the audio is late by applied_s: its notes happen that much earlier in the pictures
+        notes = [replace(note, onset=note.onset - av.applied_s, offset=note.offset - av.applied_s) for note in notes
+                 if note.offset - av.applied_s > 0]  # (one moved before the video's start keeps its negative onset)
+        pedal = [(down - av.applied_s, up - av.applied_s) for down, up in pedal]
+    rolls = rolls_for_frames(notes, n, fps)
     table = pa.Table.from_pydict({
         "video_id": [row["video_id"]] * n, "frame": np.arange(n, dtype=np.int32),
         "frame_roll": list(rolls.frame), "onset_roll": list(rolls.onset), "offset_roll": list(rolls.offset),
         "velocity": list(rolls.velocity)}, schema=LABELS_SCHEMA)
-    write_midi(notes, corpus.work.label_midi(version, row["video_id"]), result.pedal)  # published at assembly
+    write_midi(notes, corpus.work.label_midi(version, row["video_id"]), pedal)  # published at assembly
     rolls_path = corpus.work.label_rolls(version, row["video_id"])
     atomic_parquet(table, rolls_path)
-    record = label_record(row["video_id"], n_notes=len(notes), rolls_sha256=sha256_file(rolls_path))
+    record = {**label_record(row["video_id"], n_notes=len(notes), rolls_sha256=sha256_file(rolls_path)), **av.record()}
     atomic_json(record, corpus.work.label_record(version, row["video_id"]))
     return record
+
+
+def _agreement(levels_path: Path, notes: list, fps: float, spec: dict) -> Agreement:
+    """The labels' agreement with the pictures (labeling/agreement.py), from the frames' key
+    levels; nothing measured for a video whose frame pass kept none (an older corpus)."""
+    if not levels_path.is_file():
+        return Agreement.unmeasured(0)
+    onsets = np.array([note.onset for note in notes], np.float64)
+    keys = np.array([int(note.pitch) - LOWEST_MIDI for note in notes], np.int64)
+    inside = (keys >= 0) & (keys < N_KEYS)
+    levels = np.load(levels_path).astype(np.float32)
+    return check(levels, onsets[inside], keys[inside], fps, align=spec.get("av_align", "off").startswith("auto"))
 
 
 def _fail(corpus: CorpusLayout, version: str, video_id: str, error: Exception) -> dict:

@@ -14,9 +14,13 @@ def write_midi(notes: list[NoteEvent], path: Path, pedal: list[tuple[float, floa
     """One acoustic-piano track; sustain intervals as CC64 127/0."""
     midi = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=120.0)
     piano = pretty_midi.Instrument(program=0, name="piano")
-    piano.notes = [pretty_midi.Note(int(n.velocity), int(n.pitch), float(n.onset), float(n.offset)) for n in notes]
+    # A note or pedal moved before the start (labels shifted by a sync offset) starts at 0.
+    piano.notes = [pretty_midi.Note(int(n.velocity), int(n.pitch), max(0.0, float(n.onset)), float(n.offset))
+                   for n in notes if n.offset > 0]
     for down, up in pedal:
-        piano.control_changes += [pretty_midi.ControlChange(64, 127, down), pretty_midi.ControlChange(64, 0, up)]
+        if up > 0:
+            piano.control_changes += [pretty_midi.ControlChange(64, 127, max(0.0, down)),
+                                      pretty_midi.ControlChange(64, 0, up)]
     midi.instruments.append(piano)
     atomic_write(Path(path), lambda part: midi.write(str(part)))
 

@@ -33,9 +33,14 @@ ROLLS_LOGIC = "rolls/1 sustain/1"
 _EPS = 1e-6  # seconds*fps products are rounded to this before floor/ceil
 
 
+def onset_frames(onsets: np.ndarray, fps: float) -> np.ndarray:
+    """The frame each onset (seconds) falls in, under the convention above (vectorised)."""
+    return np.floor(np.round(np.asarray(onsets, np.float64) * fps, 6) + _EPS).astype(np.int64)
+
+
 def note_frame_span(onset: float, offset: float, fps: float) -> tuple[int, int]:
     """First and one-past-last frame that a note [onset, offset) overlaps."""
-    first = int(np.floor(round(onset * fps, 6) + _EPS))
+    first = int(onset_frames(onset, fps))
     stop = int(np.ceil(round(offset * fps, 6) - _EPS))
     return first, max(stop, first + 1)
 

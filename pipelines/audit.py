@@ -1,7 +1,7 @@
 """`pianocorpus audit`: what is in a corpus, as numbers, flags and checks.
 
 Reads only the corpus (videos.parquet, the frames and labels parts, the label MIDI files,
-audio/ for durations) and the manifest it was built from (for published figures); writes
+the labels' agreement with the pictures (labels/VERSION/av.parquet), audio/ for durations) and the manifest it was built from (for published figures); writes
 nothing itself: `pipelines/report.py` turns the result into stats/audit.json and
 stats/report.html. Label statistics are taken over kept frames (what training sees) and
 over each video's label MIDI (notes).
@@ -36,6 +36,7 @@ DURATION_MISMATCH_S = 1.0
 CROP_IOU_LOW = 0.5
 DURATION_BINS_S = [0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, float("inf")]
 MAX_POLYPHONY_BIN = 10  # polyphony counts of 10 and more share the last bin
+AV_FLAGS = ("av_mismatch", "av_mirrored", "av_octave_shift")  # from labeling/agreement.py's checks
 
 
 def split_figures(videos: pd.DataFrame) -> dict:
@@ -209,14 +210,40 @@ def audio_seconds(corpus: CorpusLayout, video_id: str) -> float | None:
     return probe(path).duration_s if path.is_file() else None
 
 
-def video_table(corpus: CorpusLayout, videos: pd.DataFrame) -> list[dict]:
-    """One row per video with its figures and the flags it raises."""
+def av_rows(corpus: CorpusLayout, version: str) -> dict[str, dict]:
+    """The label version's agreement with the pictures per video (labels/VERSION/av.parquet;
+    empty for a version made before it was measured)."""
+    path = corpus.av_table(version)
+    return {r["video_id"]: r for r in pq.read_table(path).to_pylist()} if path.is_file() else {}
+
+
+def av_figures(table: list[dict]) -> dict:
+    """Per split and overall: videos measured, aligned (labels moved), the median |offset|
+    of the confident ones, the mean agreement, and the videos of each audio-visual flag."""
+    out = {}
+    for split in sorted({v["split"] for v in table}) + ["overall"]:
+        rows = [v for v in table if v["status"] == "ok" and (split == "overall" or v["split"] == split)]
+        measured = [v for v in rows if v.get("av_offset_s") is not None]
+        confident = [v for v in measured if not (v["av_mismatch"] or v["av_mirrored"] or v["av_key_shift"])]
+        out[split] = {"videos": len(rows), "measured": len(measured),
+                      "aligned": sum(bool(v.get("av_applied_s")) for v in measured),
+                      "median_abs_offset_s": round(float(np.median([abs(v["av_offset_s"]) for v in confident])), 4)
+                      if confident else None,
+                      "mean_score": round(float(np.mean([v["av_score"] for v in confident])), 4) if confident else None,
+                      **{flag: [v["video_id"] for v in rows if flag in v["flags"]] for flag in AV_FLAGS}}
+    return out
+
+
+def video_table(corpus: CorpusLayout, videos: pd.DataFrame, av: dict[str, dict] | None = None) -> list[dict]:
+    """One row per video with its figures (the audited label version's agreement with the
+    pictures among them) and the flags it raises."""
     out = []
     for row in videos.itertuples():
         entry = {"video_id": row.video_id, "split": row.split, "dataset": row.dataset, "status": row.status,
                  "error_class": row.error_class, "duration_s": row.duration_s, "n_frames": int(row.n_frames or 0),
                  "n_kept": int(row.n_kept or 0), "kb_score": row.kb_score, "kb_source": row.kb_source,
-                 "kb_located_iou": getattr(row, "kb_located_iou", None), "n_notes": row.n_notes, "flags": []}
+                 "kb_located_iou": getattr(row, "kb_located_iou", None), "n_notes": row.n_notes, "flags": [],
+                 **{k: v for k, v in (av or {}).get(row.video_id, {}).items() if k.startswith("av_")}}
         if row.status == "ok":
             entry["audio_s"] = audio_seconds(corpus, row.video_id)
             entry["drop_ratio"] = round(1 - entry["n_kept"] / entry["n_frames"], 4) if entry["n_frames"] else None
@@ -238,6 +265,12 @@ def video_flags(entry: dict) -> list[str]:
     iou = entry["kb_located_iou"]
     if entry["kb_source"] == "manifest" and iou is not None and not np.isnan(iou) and iou < CROP_IOU_LOW:
         flags.append("keyboard_far_from_manifest_crop")
+    if entry.get("av_mismatch"):
+        flags.append("av_mismatch")
+    if entry.get("av_mirrored"):
+        flags.append("av_mirrored")
+    if entry.get("av_key_shift"):
+        flags.append("av_octave_shift")
     return flags
 
 
@@ -299,11 +332,12 @@ def audit(corpus: str | Path | CorpusLayout, label_version: str | None = None, c
     videos = videos.where(videos.notna(), None)  # nulls stay None in the JSON
     manifest_path = manifest or meta.get("manifest")
     labels, pairing = label_figures(corpus, videos, version)
-    table = video_table(corpus, videos)
+    table = video_table(corpus, videos, av_rows(corpus, version))
     result = {"corpus": str(corpus), "label_version": version, "manifest": manifest_path,
               "provenance": provenance(meta, version),
               "splits": split_figures(videos), "published": published_comparison(videos, manifest_rows(manifest_path)),
-              "labels": labels, "videos": table, "checks": file_checks(corpus) + duplicate_checks(videos) + pairing,
+              "labels": labels, "av": av_figures(table), "videos": table,
+              "checks": file_checks(corpus) + duplicate_checks(videos) + pairing,
               "flags": dict(Counter(f for v in table for f in v["flags"]))}
     if other:
         result["compare"] = compare_versions(corpus, videos, version, other)

@@ -33,7 +33,7 @@ from contract.layout import CorpusLayout
 from contract.lock import corpus_lock
 from contract.meta import corpus_meta, write_corpus_json
 from contract.publish import carry_over, link_file, publish, start_generation
-from contract.records import VIDEOS_SCHEMA, new_video_row, video_totals
+from contract.records import AV_COLUMNS, AV_SCHEMA, VIDEOS_SCHEMA, new_video_row, video_totals
 from curation.ratelimit import shared_limiter
 from curation.video import process_video
 from labeling.label import label_videos
@@ -129,13 +129,16 @@ def _video_done(config: BuildConfig, row: ManifestRow) -> dict | None:
     frames = config.layout.work.frames(row.video_id)
     if done["status"] == "ok" and not (frames.is_file() and sha256_file(frames) == done.get("frames_sha256")):
         return None  # gone, damaged, or written over by a straggler of a killed run: redo the video
+    if done["status"] == "ok" and not config.layout.work.key_levels(row.video_id).is_file():
+        return None  # done before the frame pass kept key levels
     if done["status"] != "ok" and config.retry_failed:
         return None
     return done
 
 
 def _label_spec(config: BuildConfig, labeler: LabelerConfig) -> tuple[dict, str]:
-    spec = label_spec(labeler.name, labeler.params, config.settings.frames.fps, labeler.sustain_pedal)
+    spec = label_spec(labeler.name, labeler.params, config.settings.frames.fps, labeler.sustain_pedal,
+                      labeler.av_align)
     return spec, label_version(spec)
 
 
@@ -199,7 +202,8 @@ def _video_rows(config: BuildConfig, rows: list[ManifestRow], version: str) -> l
             **new_video_row(row.video_id, row.dataset, row.split, row.url), "error_class": "resources",
             "error": "resources: the video's result could not be written (is the disk full?)"}
         label = _label_record(corpus, version, row.video_id)
-        done.update(label_status=label.get("label_status"), n_notes=label.get("n_notes"))
+        done.update(label_status=label.get("label_status"), n_notes=label.get("n_notes"),
+                    **{name: label.get(name) for name, _ in AV_COLUMNS})
         if done["status"] == "ok" and label.get("label_status") != "ok":
             done.update(status="failed", error_class="labels", error=f"labels: {label.get('label_error', 'missing')}")
         out.append({name: done.get(name) for name in VIDEOS_SCHEMA.names})
@@ -275,6 +279,11 @@ def write_label_version(config: BuildConfig, corpus: CorpusLayout, video_rows: l
         midi = corpus.work.label_midi(version, row["video_id"])
         if row["status"] == "ok" and midi.is_file():  # (a version made before MIDI went through the work state keeps its own)
             link_file(midi, corpus.midi(version, row["video_id"]))
+    av_rows = [{"video_id": row["video_id"], "split": row["split"],
+                **{name: record.get(name) for name in AV_SCHEMA.names[2:]}}
+               for row in video_rows if row["status"] == "ok"
+               for record in [_label_record(corpus, version, row["video_id"])]]
+    atomic_parquet(pa.Table.from_pylist(av_rows, schema=AV_SCHEMA), corpus.av_table(version))
     atomic_json({**spec, "label_version": version}, corpus.label_json(version))
     write_corpus_json(corpus, config.recorded(), config.manifest, version, spec, make_default,
                       files={**(files or {}), "labels": {version: labels}, "wds": {version: wds}})

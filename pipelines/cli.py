@@ -34,6 +34,12 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--look", default="studio", help="the conditions of real footage to draw: a family or negative "
                    "of synth/looks.py (studio, concert_grand, digital, oblique, upright_wood, overlay, "
                    "keys61, keys76, cropped, empty; default studio)")
+    p.add_argument("--av-offset", type=float, default=0.0, metavar="S",
+                   help="the audio S seconds behind the pictures (negative: ahead), as uploads carry (default 0)")
+    p.add_argument("--audio-seed", type=int, default=None, metavar="SEED",
+                   help="the audio of another performance, drawn from SEED: pictures and sound that do not belong "
+                        "together (default: the video's own)")
+    p.add_argument("--mirror", action="store_true", help="mirror the pictures left-right, as an uploader's mirror")
     p.set_defaults(run=_run_synth)
 
 
@@ -42,7 +48,8 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     try:
         config = SynthConfig(seconds=args.seconds, width=args.width, height=args.height, fps=args.fps,
-                             audio=args.audio, cut=args.cut, hands=args.hands, look=args.look)
+                             audio=args.audio, cut=args.cut, hands=args.hands, look=args.look,
+                             av_offset_s=args.av_offset, audio_seed=args.audio_seed, mirror=args.mirror)
     except ValueError as error:
         print(f"synth: {error}", file=sys.stderr)
         return 2
@@ -259,6 +266,9 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
                    help="transcriber of the pseudo labels (auto: transkun with a GPU, else basic-pitch)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="labeler parameter (repeatable)")
     p.add_argument("--sustain-pedal", action="store_true", help="lengthen notes held by the sustain pedal (transkun)")
+    p.add_argument("--av-align", choices=["auto", "off"], default="auto",
+                   help="auto: move each video's labels by its sync offset when the pictures confirm it "
+                        "(labels/VERSION/av.parquet records it); off: measure it only (default auto)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the corpus's frames and rolls")
     p.add_argument("--crop-size", default="900x100", metavar="WxH", help="rectified keyboard crop (default 900x100)")
     p.add_argument("--retry-failed", action="store_true", help="process videos that failed in an earlier run again")
@@ -358,6 +368,8 @@ def _labeler_given(args: argparse.Namespace, given: set[str]) -> dict:
         out["params"] = _parse_key_values(args.param, "--param")
     if "sustain_pedal" in given:
         out["sustain_pedal"] = args.sustain_pedal
+    if "av_align" in given:
+        out["av_align"] = args.av_align
     return out
 
 
@@ -377,7 +389,7 @@ def _labeler_config(args: argparse.Namespace):
     from contract.config import LabelerConfig
 
     return LabelerConfig(name=args.labeler, params=_parse_key_values(args.param, "--param"),
-                         sustain_pedal=args.sustain_pedal)
+                         sustain_pedal=args.sustain_pedal, av_align=args.av_align)
 
 
 def _add_relabel(sub: argparse._SubParsersAction) -> None:
@@ -389,11 +401,14 @@ def _add_relabel(sub: argparse._SubParsersAction) -> None:
                    help="transcriber of the pseudo labels (auto: transkun with a GPU, else basic-pitch)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="labeler parameter (repeatable)")
     p.add_argument("--sustain-pedal", action="store_true", help="lengthen notes held by the sustain pedal (transkun)")
+    p.add_argument("--av-align", choices=["auto", "off"], default="auto",
+                   help="auto: move each video's labels by its sync offset when the pictures confirm it "
+                        "(labels/VERSION/av.parquet records it); off: measure it only (default auto)")
     p.add_argument("--make-default", action="store_true",
                    help="make the new version the corpus's default_label_version (what readers use)")
     p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default all)")
     p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
-    _add_config(p, "its labeler table (name, params, sustain_pedal)")
+    _add_config(p, "its labeler table (name, params, sustain_pedal, av_align)")
     p.set_defaults(run=_run_relabel)
 
 

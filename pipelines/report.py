@@ -19,7 +19,10 @@ from contract.config import FrameConfig
 from contract.layout import CacheLayout, CorpusLayout
 from contract.piano import key_layout
 from contract.vocab import DROP_REASONS
+from pipelines.audit import AV_FLAGS
 from pipelines.pictures import DROP_COLOURS, figure_tag, video_pictures
+
+AV_SHOWN = ("av_offset_s", "av_confidence", "av_applied_s", "av_precision", "av_recall", "av_score", "av_n_onsets")
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}
@@ -149,6 +152,32 @@ def _labels_section(labels: dict) -> str:
                       for split, s in labels.items() if split != "overall"))
 
 
+def _av_section(av: dict, videos: list[dict]) -> str:
+    """The labels' agreement with the pictures per split, and for each flagged video its
+    score over the offsets searched (a matched video shows one sharp peak)."""
+    rows = [[split, a["videos"], a["measured"], a["aligned"], _fmt(a["median_abs_offset_s"]), _fmt(a["mean_score"]),
+             *[len(a[flag]) for flag in AV_FLAGS]] for split, a in av.items()]
+    flagged = [v for v in videos if v.get("av_curve") and set(v["flags"]) & set(AV_FLAGS)]
+    return (_table(["split", "videos", "measured", "aligned", "median |offset| s", "mean agreement", *AV_FLAGS], rows)
+            + (_curves_plot(flagged) if flagged else '<p class="ok">No video flagged.</p>'))
+
+
+def _curves_plot(videos: list[dict]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for v in videos[:12]:
+        curve = np.asarray(v["av_curve"], float)
+        offsets = np.linspace(-1, 1, len(curve))
+        ax.plot(offsets, curve, lw=1, label=f"{v['video_id']} ({', '.join(f for f in v['flags'] if f in AV_FLAGS)})")
+    ax.set_xlabel("audio offset (s, + = audio late)")
+    ax.set_ylabel("agreement (peak = 1)")
+    ax.set_title("Flagged videos: the labels' agreement with the pictures over the offsets searched")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return figure_tag(fig, "agreement over the offsets: " + ", ".join(v["video_id"] for v in videos[:12]))
+
+
 def _videos_section(videos: list[dict]) -> str:
     rows = []
     for v in videos:
@@ -159,9 +188,10 @@ def _videos_section(videos: list[dict]) -> str:
         rows.append([link, html.escape(v["split"]), html.escape(status), _fmt(v["duration_s"], 1),
                      _fmt(v.get("audio_s"), 1), v["n_frames"], v["n_kept"], _fmt(v.get("drop_ratio"), 2),
                      _fmt(v["kb_score"], 2), _fmt(v["kb_source"]), _fmt(v["kb_located_iou"], 2), _fmt(v["n_notes"]),
+                     _fmt(v.get("av_offset_s"), 3), _fmt(v.get("av_score"), 2),
                      f'<span class="flag">{html.escape(flags)}</span>' if flags else '<span class="ok">-</span>'])
     return _table(["video", "split", "status", "video s", "audio s", "frames", "kept", "drop ratio", "kb score",
-                   "kb source", "crop IoU", "notes", "flags"], rows, left=3)
+                   "kb source", "crop IoU", "notes", "av offset s", "av agreement", "flags"], rows, left=3)
 
 
 def _checks_section(checks: list[dict]) -> str:
@@ -202,6 +232,7 @@ def _provenance(result: dict) -> str:
 def render_html(result: dict) -> str:
     sections = [("Provenance", _provenance(result)), ("Splits", _splits_section(result)), ("Published figures", _published_section(result["published"])),
                 ("Labels (" + html.escape(result["label_version"]) + ")", _labels_section(result["labels"])),
+                ("Audio and pictures", _av_section(result["av"], result["videos"])),
                 ("Videos", _videos_section(result["videos"])), ("Checks", _checks_section(result["checks"]))]
     if "compare" in result:
         sections.append(("Label versions compared", _compare_section(result["compare"])))
@@ -219,7 +250,8 @@ def render_video_page(entry: dict, pictures: dict[str, str], version: str) -> st
     per drop reason, the labels over the timeline."""
     figures = _table(["", ""], [[k, _fmt(entry.get(k), 2)] for k in
                                 ("split", "dataset", "duration_s", "n_frames", "n_kept", "drop_ratio", "kb_score",
-                                 "kb_source", "n_notes")] + [["flags", html.escape(", ".join(entry["flags"]) or "-")]])
+                                 "kb_source", "n_notes", *AV_SHOWN)]
+                     + [["flags", html.escape(", ".join(entry["flags"]) or "-")]])
     body = ('<p><a href="../report.html">back to the audit</a></p>' + figures
             + f"<h2>Source frame, keyboard quad and the 88 keys</h2>{pictures['source']}"
             + f"<h2>Kept crops</h2><figure>{pictures['kept']}</figure>"

@@ -7,7 +7,9 @@ truth (MIDI and JSON) on a given machine.
 
 A video is: a title card, the performance (keyboard in view, keys pressed as the MIDI
 says, hands over the keys), optionally a cut to a person talking in the middle, and an
-outro. Audio is silent outside the performance.
+outro. Audio is silent outside the performance. For the audio-visual checks the audio
+can be late or early (`av_offset_s`) or another performance's (`audio_seed`), and the
+pictures mirrored (`mirror`); NAME.mid stays what the pictures show.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pretty_midi
 
@@ -48,6 +51,9 @@ class SynthConfig:
     hands: bool = True
     crf: int = 23
     look: str = "studio"  # a style family or negative of synth.looks (real footage's conditions)
+    av_offset_s: float = 0.0  # the audio this much behind the pictures (negative: ahead), as uploads carry
+    audio_seed: int | None = None  # the audio of another performance (drawn from this seed): a mismatched pair
+    mirror: bool = False  # the finished pictures mirrored left-right, as an uploader's mirror
 
     def __post_init__(self):
         if self.seconds < 3:
@@ -58,6 +64,8 @@ class SynthConfig:
             raise ValueError(f"fps must be in 1..120, got {self.fps}")
         if self.look not in LOOKS:
             raise ValueError(f"unknown look {self.look!r}; known: {', '.join(LOOKS)}")
+        if abs(self.av_offset_s) > 2:
+            raise ValueError(f"av_offset_s must be within +-2 s, got {self.av_offset_s}")
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,22 @@ def _write_mp4(path: Path, frames, config: SynthConfig, audio: np.ndarray) -> No
         container.mux(sound.encode(None))
 
 
+MIRRORED = {"normal": "mirrored", "mirrored": "normal", "rotated": "flipped", "flipped": "rotated"}
+
+
+def delayed_audio(audio: np.ndarray, seconds: float, sample_rate: int) -> np.ndarray:
+    """The audio `seconds` later (silence before it) or, negative, earlier; same length."""
+    shift = int(round(seconds * sample_rate))
+    if shift == 0:
+        return audio
+    out = np.zeros_like(audio)
+    if shift > 0:
+        out[shift:] = audio[:len(audio) - shift]
+    else:
+        out[:shift] = audio[-shift:]
+    return out
+
+
 def _silence_outside(audio: np.ndarray, segments: list[Segment], fps: int, sample_rate: int) -> np.ndarray:
     """Zero the audio outside play segments (with 20 ms fades), so non-playing is silent."""
     gate = np.zeros(len(audio), np.float32)
@@ -236,7 +260,7 @@ def make_video(out_dir: Path, name: str, seed: int, config: SynthConfig = SynthC
         kind[seg.start_frame:seg.end_frame] = seg.kind
     title = [f"Piano performance {seed}", "synthetic"]
 
-    def frames():
+    def pictures():
         for k in range(n_frames):
             if kind[k] == "play" and look.reason != "no_keyboard":
                 frame, hands = renderer.keyboard_frame_and_hands(pressed[k], poses[k], look.needs_hands)
@@ -247,12 +271,22 @@ def make_video(out_dir: Path, name: str, seed: int, config: SynthConfig = SynthC
                 yield camera.other(renderer.text_card(title if kind[k] == "title" else ["Thanks for watching"],
                                                       (40, 30, 30)))
 
-    audio, audio_source = synthesize(midi, n_frames / fps, config.sample_rate, config.audio)
-    audio = _silence_outside(audio, segments, fps, config.sample_rate)
-    _write_mp4(out_dir / f"{name}.mp4", frames(), config, audio)
+    frames = (cv2.flip(f, 1) for f in pictures()) if config.mirror else pictures()
+    heard = midi if config.audio_seed is None else compose_performance(segments, fps,
+                                                                       np.random.default_rng(config.audio_seed))
+    audio, audio_source = synthesize(heard, n_frames / fps, config.sample_rate, config.audio)
+    audio = delayed_audio(_silence_outside(audio, segments, fps, config.sample_rate), config.av_offset_s,
+                     config.sample_rate)
+    audio_source = {**audio_source, "av_offset_s": config.av_offset_s, "audio_seed": config.audio_seed}
+    _write_mp4(out_dir / f"{name}.mp4", frames, config, audio)
     midi.write(str(out_dir / f"{name}.mid"))
-    truth = _truth(name, seed, config, style, camera.truth_quad(renderer.quad), segments, kind, audio_source, midi)
-    truth["keyboard"].update(look=look.name, style=look.name, orientation=look.orientation,
+    quad = camera.truth_quad(renderer.quad)
+    orientation = look.orientation
+    if config.mirror:  # the corners keep the keyboard's order; the picture's left and right swap
+        quad = np.column_stack([config.width - quad[:, 0], quad[:, 1]])
+        orientation = MIRRORED[orientation]
+    truth = _truth(name, seed, config, style, quad, segments, kind, audio_source, midi)
+    truth["keyboard"].update(look=look.name, style=look.name, orientation=orientation,
                              full_keyboard=look.full_keyboard, n_keys=look.n_keys, lowest_midi=look.lowest_midi,
                              reason=look.reason)
     truth["keyboard"]["clipped_left"], truth["keyboard"]["clipped_right"] = clipped_ends(

@@ -1,0 +1,168 @@
+"""Do a video's labels (from its audio) agree with its pictures? Per video, from the
+visual press evidence of its kept frames (curation/presses.py) and its label onsets:
+
+- the sync offset: the audio-video offset (seconds, positive = the audio late) that best
+  lines the onsets up with the evidence, searched over +-`SEARCH_S` in `STEP_S` steps
+  with the labels' own frame rule; each onset's frame changes at its own phase, so the
+  score is a sum of one-frame boxes whose peak is the offset, read to a fraction of a
+  frame as the centroid of the peak's top half. Its confidence is the peak's height
+  above what audio unrelated to the pictures would score (the mean evidence of the kept
+  frames), in standard errors of a mean over that many onsets;
+- agreement, after alignment: the share of onsets with evidence at their key within one
+  frame (precision), the share of visible presses (evidence peaks above a threshold set
+  from the video's own noise) with an onset there (recall), and their F1;
+- flags: `av_mirrored` when the crop read mirrored lines up confidently and far better (a
+  mirrored video under a crop in the wrong order), `av_key_shift` (+-12) when the keys
+  read an octave off do (the pictured key = the label's + shift), `av_mismatch` when no
+  reading lines the audio up with the pictures at any offset (another performance, a dub).
+Fewer than MIN_ONSETS onsets on kept frames decide nothing: the figures are None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from curation.presses import press_evidence
+from labeling.rolls import onset_frames
+
+AV_LOGIC = "av/1"  # bump when anything below changes what is measured or shifted
+SEARCH_S = 1.0
+STEP_S = 0.002
+MIN_ONSETS = 20
+CONFIDENT_Z = 20.0  # the confidence (see `_confidence`) from which the offset is used
+BETTER = 1.5  # a mirrored or octave-shifted reading must be this many times as confident (and confident)
+NOISE_Z = 6.0  # a visible press: evidence this many robust standard deviations above the noise,
+MIN_PRESS = 16.0  # and at least this many gray levels
+CURVE_STEP_S = 0.01  # the stored score curve (for the audit's plot)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    offset_s: float | None
+    confidence: float | None
+    applied_s: float  # the shift applied to the labels (0 unless confident and asked)
+    precision: float | None
+    recall: float | None
+    score: float | None
+    mismatch: bool | None
+    mirrored: bool | None
+    key_shift: int | None
+    n_onsets: int
+    curve: list[float] | None  # the score over offsets -SEARCH_S..+SEARCH_S in CURVE_STEP_S, peak 1
+
+    @classmethod
+    def unmeasured(cls, n_onsets: int) -> Agreement:
+        return cls(None, None, 0.0, None, None, None, None, None, None, n_onsets, None)
+
+    def record(self) -> dict:
+        """The av_* fields of a label record and of videos.parquet."""
+        return {f"av_{k}": v for k, v in asdict(self).items()}
+
+
+def _offsets() -> np.ndarray:
+    return np.round(np.arange(-SEARCH_S, SEARCH_S + STEP_S / 2, STEP_S), 6)
+
+
+def offset_scores(evidence: np.ndarray, onsets: np.ndarray, keys: np.ndarray, fps: float,
+                  offsets: np.ndarray) -> np.ndarray:
+    """Per candidate offset, the mean evidence at the onsets' keys in the frames the onsets
+    fall in once the audio is moved back by that offset (frames outside the video count 0)."""
+    n = len(evidence)
+    frames = onset_frames(onsets[None, :] - offsets[:, None], fps)
+    inside = (frames >= 0) & (frames < n)
+    values = np.where(inside, evidence[np.clip(frames, 0, n - 1), keys[None, :]], 0.0)
+    return values.mean(axis=1)
+
+
+def _peak(offsets: np.ndarray, scores: np.ndarray) -> float:
+    """The offset of the highest peak: the centroid of its top half (above half way from
+    the median to the peak)."""
+    best = int(scores.argmax())
+    half = float(np.median(scores)) + 0.5 * (scores[best] - float(np.median(scores)))
+    lo = best
+    while lo > 0 and scores[lo - 1] >= half:
+        lo -= 1
+    hi = best
+    while hi < len(scores) - 1 and scores[hi + 1] >= half:
+        hi += 1
+    weights = scores[lo:hi + 1] - half
+    return float((offsets[lo:hi + 1] * weights).sum() / weights.sum()) if weights.sum() > 0 else float(offsets[best])
+
+
+def _confidence(peak: float, evidence: np.ndarray, kept: np.ndarray, n_onsets: int) -> float:
+    """The peak's height above what audio unrelated to the pictures would score (the mean
+    evidence of the kept frames), in standard errors of a mean over that many onsets."""
+    cells = evidence[kept]
+    spread = float(cells.std()) / np.sqrt(n_onsets) + 1e-9
+    return (peak - float(cells.mean())) / spread
+
+
+def _reading_confidence(evidence: np.ndarray, kept: np.ndarray, onsets: np.ndarray, keys: np.ndarray,
+                        fps: float) -> float:
+    """The confidence of the best offset of one reading of the keys (coarse steps: a comparison)."""
+    coarse = np.round(np.arange(-SEARCH_S, SEARCH_S + 1e-9, 0.02), 6)
+    return _confidence(float(offset_scores(evidence, onsets, keys, fps, coarse).max()), evidence, kept, len(onsets))
+
+
+def _agreement(evidence: np.ndarray, frames: np.ndarray, keys: np.ndarray) -> tuple[float, float, float]:
+    """Precision, recall and F1 of the onsets (at `frames`) against the visible presses."""
+    n = len(evidence)
+    valid = evidence[evidence > 0]
+    if not valid.size:
+        return 0.0, 0.0, 0.0
+    median = float(np.median(valid))
+    threshold = max(MIN_PRESS, median + NOISE_Z * 1.4826 * float(np.median(np.abs(valid - median))))
+    near = np.zeros_like(evidence)
+    for d in (-1, 0, 1):  # the evidence within one frame
+        near[max(0, -d):n - max(0, d)] = np.maximum(near[max(0, -d):n - max(0, d)], evidence[max(0, d):n + min(0, d)])
+    inside = (frames >= 0) & (frames < n)
+    seen = near[frames[inside], keys[inside]] >= threshold
+    precision = float(seen.mean()) if seen.size else 0.0
+    peaks = (evidence >= threshold) & (evidence >= np.roll(evidence, 1, 0)) & (evidence >= np.roll(evidence, -1, 0))
+    labelled = np.zeros(evidence.shape, bool)
+    for d in (-1, 0, 1):
+        k = frames[inside] + d
+        ok = (k >= 0) & (k < n)
+        labelled[k[ok], keys[inside][ok]] = True
+    recall = float(labelled[peaks].mean()) if peaks.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def check(levels: np.ndarray, onsets: np.ndarray, keys: np.ndarray, fps: float, align: bool) -> Agreement:
+    """The offset, agreement and flags of one video (see the module docstring). `levels`:
+    (n_frames, 2, 88), the key levels of each frame's crop as rectified and mirrored (NaN
+    for dropped frames); `align`: whether a confident offset is to be applied to the labels."""
+    onsets, keys = np.asarray(onsets, np.float64), np.asarray(keys, np.int64)
+    kept = np.isfinite(levels[:, 0]).any(axis=1)
+    frames = onset_frames(onsets, fps)
+    inside = (frames >= 0) & (frames < len(levels))
+    n_onsets = int(kept[frames[inside]].sum())
+    if n_onsets < MIN_ONSETS:
+        return Agreement.unmeasured(n_onsets)
+    evidence, mirrored_evidence = press_evidence(levels[:, 0]), press_evidence(levels[:, 1])
+    offsets = _offsets()
+    scores = offset_scores(evidence, onsets, keys, fps, offsets)
+    offset = _peak(offsets, scores)
+    z = _confidence(float(scores.max()), evidence, kept, n_onsets)
+    confident = z >= CONFIDENT_Z
+    # Another reading of the keys that lines up confidently, and far better: the crop's key order is wrong.
+    better = max(z * BETTER, CONFIDENT_Z)
+    mirrored = _reading_confidence(mirrored_evidence, kept, onsets, keys, fps) >= better
+    key_shift = 0
+    for shift in (-12, 12):
+        moved = keys + shift
+        ok = (moved >= 0) & (moved < 88)
+        if ok.sum() >= MIN_ONSETS and _reading_confidence(evidence, kept, onsets[ok], moved[ok], fps) >= better:
+            key_shift = shift
+    mismatch = not (confident or mirrored or key_shift)  # no reading lines the audio up with the pictures
+    # A peak of a wrong reading (mirrored, an octave off) is no offset to shift by.
+    applied = round(offset, 4) if align and confident and not mirrored and not key_shift else 0.0
+    precision, recall, f1 = _agreement(evidence, onset_frames(onsets - applied, fps), keys)
+    step = int(round(CURVE_STEP_S / STEP_S))
+    peak = float(scores.max())
+    curve = scores[::step] / peak if peak > 0 else scores[::step]
+    return Agreement(round(offset, 4), round(z, 2), applied, round(precision, 4), round(recall, 4), round(f1, 4),
+                     mismatch, bool(mirrored), key_shift, n_onsets, [round(float(v), 4) for v in curve])
