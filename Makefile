@@ -71,6 +71,10 @@ bench-label-quality: env system-deps
 bench-label-speed: env system-deps
 	PYTHONPATH=. $(BIN)/python benchmarks/label_speed.py
 
+.PHONY: bench-av
+bench-av: env
+	PYTHONPATH=. $(BIN)/python benchmarks/av_agreement.py
+
 .PHONY: bench-keyboard bench-keyboard-real bench-locate-speed bench-frame-pass bench-video-memory
 bench-keyboard: env system-deps
 	PYTHONPATH=. $(BIN)/python benchmarks/keyboard_accuracy.py

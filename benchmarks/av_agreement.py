@@ -148,6 +148,8 @@ def main() -> None:
           f"{np.median([abs(r['error_ms']) for r in rows if r['error_ms'] is not None]):.1f} ms")
     print(f"frame F1 aligned {np.mean([r['f1'] for r in rows]):.4f} vs no offset {np.mean([r['f1_base'] for r in rows]):.4f}"
           f" (gap {f1_gap:+.4f}; goal <= 0.01: {'met' if f1_gap <= 0.01 else 'NOT met'})")
+    conf = lambda checks: np.percentile([c.confidence or 0 for c in checks], [0, 50, 100]).round(1).tolist()
+    print(f"confidence (min, median, max): matched {conf([r['found'] for r in rows])}, swapped {conf(swapped)}")
     print(f"av_mismatch on swapped audio: {swapped_flagged:.0%} (goal >= 95 %: "
           f"{'met' if swapped_flagged >= 0.95 else 'NOT met'}); on matched: {matched_flagged:.0%} "
           f"(goal <= 5 %: {'met' if matched_flagged <= 0.05 else 'NOT met'})")
