@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -53,6 +54,14 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_parquet(table: pa.Table, path: Path) -> None:
     atomic_write(path, lambda part: pq.write_table(table, part, compression="zstd"))
+
+
+def atomic_npy(array, path: Path) -> None:
+    def save(part: Path) -> None:
+        with open(part, "wb") as handle:  # a file object: numpy would add .npy to the temporary name
+            np.save(handle, array)
+
+    atomic_write(path, save)
 
 
 def atomic_json(data, path: Path) -> None:

@@ -155,8 +155,7 @@ def frame_pass(path: str | Path, quad, reference: np.ndarray, config: FrameConfi
         elif silent is not None and k < len(silent) and silent[k]:
             reason = SILENT
         jpeg = cv2.imencode(".jpg", crop, encode)[1].tobytes() if reason is None else None
-        levels = np.stack([key_levels(crop), key_levels(cv2.flip(crop, 1))]) \
-            if reason is None and with_key_levels else None
+        levels = key_levels(crop) if reason is None and with_key_levels else None
         batch.append(FrameRecord(frame=k, t=round(t, 6), kept=reason is None, drop_reason=reason, jpeg=jpeg,
                                  keyboard_similarity=round(similarity, 4), key_levels=levels))
         if len(batch) >= config.batch_frames:

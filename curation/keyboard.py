@@ -464,11 +464,13 @@ def _end_seams(gray: np.ndarray, homography: np.ndarray) -> list[tuple[int, int]
     fits all but its ends, slid by a few keys: seams then run on past one end and stop
     short of the other. A seam is a dip of at least 0.4 of the keyboard's typical one."""
     v = np.linspace(1.12, 1.45, 6)
-    inside, beyond = [1, 2, 3, N_WHITE - 3, N_WHITE - 2, N_WHITE - 1], [-2, -1, N_WHITE + 1, N_WHITE + 2]
+    ends = [1, 2, 3, N_WHITE - 3, N_WHITE - 2, N_WHITE - 1, -2, -1, N_WHITE + 1, N_WHITE + 2]  # inside, then beyond
+    middle = list(range(8, N_WHITE - 7, 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        typical = np.nanmedian(_seam_dips(gray, homography, np.arange(8, N_WHITE - 7, 2), v))
-        dips = np.nanmedian(_seam_dips(gray, homography, np.array(inside + beyond), v), axis=1)
+        all_dips = _seam_dips(gray, homography, np.array(ends + middle), v)
+        typical = np.nanmedian(all_dips[len(ends):])
+        dips = np.nanmedian(all_dips[:len(ends)], axis=1)
     seam = dips >= max(6.0, 0.4 * typical) if np.isfinite(typical) else np.zeros(len(dips), bool)
     return [(int(seam[0:3].sum()), int(seam[6:8].sum())), (int(seam[3:6].sum()), int(seam[8:10].sum()))]
 
@@ -856,10 +858,9 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
             fitted.append(index)
         elif fit is not None:
             partial.append(fit)
-    if len(frames) >= MIN_FRAMES_TO_CONFIRM and fits:
-        group = _consistent(fits, small[0].shape[1])
-        if len(group) == 1 and fits[group[0]].matched < MIN_BLACK_STRONG:
-            fits, fitted = [], []  # one weak fit that no other frame confirms: a title's letters, a pattern
+    group = _consistent(fits, small[0].shape[1]) if fits else []
+    if len(frames) >= MIN_FRAMES_TO_CONFIRM and len(group) == 1 and fits[group[0]].matched < MIN_BLACK_STRONG:
+        fits, fitted, group = [], [], []  # one weak fit that no other frame confirms: a title's letters, a pattern
     # A crop shows in most frames, noise does not; a full fit in a few frames of many
     # partial ones is a fluke (a hand or the light making a 76-key keyboard look whole).
     if (not fits and len(partial) >= max(1, 0.2 * len(frames))) or len(partial) >= 4 * max(1, len(fits)):
@@ -869,7 +870,6 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
                                                    f"({partial[0].why})")
     if not fits:
         raise KeyboardNotFound("no_keyboard", f"{label}: no keyboard in {len(frames)} sampled frames")
-    group = _consistent(fits, small[0].shape[1])
     fits = [fits[i] for i in group]
     fitted = [fitted[i] for i in group]
     refit = _refit_on_median([small[i] for i in fitted], angles) if len(fitted) >= 3 else None

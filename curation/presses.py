@@ -1,6 +1,7 @@
 """Visual evidence of key presses, from the rectified crops the frame pass already makes.
 
-Per kept frame, the mean gray of each key's own zone of the crop (`key_levels`): for a
+Per kept frame, the mean gray of each key's own zone of the crop, as it is and mirrored
+(`key_levels`): for a
 white key the front part that only it covers (rows 66-95 % of the crop, where the black
 keys end at 63 %), for a black key its middle (rows 8-50 %), each over the middle 70 %
 of the key's width, its saturated pixels counted as black (a hand is skin, a lit key or
@@ -41,19 +42,22 @@ def _zones(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def key_levels(crop: np.ndarray) -> np.ndarray:
-    """(88,) float32: the mean gray of each key's zone of a rectified crop (A0 first), its
-    saturated pixels counted as black (keys are gray; skin and lit overlays are not, so a
-    finger landing on a key darkens it as the key's own shadow does)."""
+    """(2, 88) float32: the mean gray of each key's zone of a rectified crop (A0 first), for
+    the crop as it is and mirrored left-right (the columns read backwards), its saturated
+    pixels counted as black (keys are gray; skin and lit overlays are not, so a finger
+    landing on a key darkens it as the key's own shadow does)."""
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     plain = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)[..., 1] < PLAIN_SATURATION if crop.ndim == 3 else gray >= 0
     height, width = gray.shape
     first, stop, black, white_rows, black_rows = _zones(width, height)
-    levels = np.empty(N_KEYS, np.float32)
+    levels = np.empty((2, N_KEYS), np.float32)
     for rows, which in ((white_rows, ~black), (black_rows, black)):
         band, used = gray[rows[0]:rows[1]], plain[rows[0]:rows[1]]
-        sums = np.concatenate([[0.0], np.cumsum(np.where(used, band, 0).sum(axis=0, dtype=np.float64))])
+        columns = np.where(used, band, 0).sum(axis=0, dtype=np.float64)
         area = (stop[which] - first[which]) * (rows[1] - rows[0])
-        levels[which] = (sums[stop[which]] - sums[first[which]]) / area
+        for reading, ordered in enumerate((columns, columns[::-1])):
+            sums = np.concatenate([[0.0], np.cumsum(ordered)])
+            levels[reading, which] = (sums[stop[which]] - sums[first[which]]) / area
     return levels
 
 

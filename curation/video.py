@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contract.atomic import atomic_json, atomic_path, atomic_write
+from contract.atomic import atomic_json, atomic_npy, atomic_path
 from contract.config import FetchOptions, VideoSettings
 from contract.hashing import sha256_file
 from contract.layout import CorpusLayout
@@ -140,13 +140,8 @@ def _write_frames(video_id: str, batches, path: Path, levels_path: Path) -> dict
                     levels.append(NO_LEVELS if r.key_levels is None else r.key_levels.astype(np.float16))
         if not counts["n_frames"]:
             raise Failure("corrupt", f"{video_id}: no frames decoded")
-        atomic_write(levels_path, lambda tmp: _save_npy(tmp, np.stack(levels)))
+        atomic_npy(np.stack(levels), levels_path)
     return counts
 
 
 NO_LEVELS = np.full((2, 88), np.nan, np.float16)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as handle:  # a file object: numpy would add .npy to the temporary name
-        np.save(handle, array)

@@ -114,9 +114,9 @@ def _agreement(evidence: np.ndarray, frames: np.ndarray, keys: np.ndarray) -> tu
         return 0.0, 0.0, 0.0
     median = float(np.median(valid))
     threshold = max(MIN_PRESS, median + NOISE_Z * 1.4826 * float(np.median(np.abs(valid - median))))
-    near = np.zeros_like(evidence)
-    for d in (-1, 0, 1):  # the evidence within one frame
-        near[max(0, -d):n - max(0, d)] = np.maximum(near[max(0, -d):n - max(0, d)], evidence[max(0, d):n + min(0, d)])
+    near = evidence.copy()  # the most evidence within one frame
+    near[1:] = np.maximum(near[1:], evidence[:-1])
+    near[:-1] = np.maximum(near[:-1], evidence[1:])
     inside = (frames >= 0) & (frames < n)
     seen = near[frames[inside], keys[inside]] >= threshold
     precision = float(seen.mean()) if seen.size else 0.0

@@ -16,7 +16,7 @@ def write_midi(notes: list[NoteEvent], path: Path, pedal: list[tuple[float, floa
     piano = pretty_midi.Instrument(program=0, name="piano")
     # A note or pedal moved before the start (labels shifted by a sync offset) starts at 0.
     piano.notes = [pretty_midi.Note(int(n.velocity), int(n.pitch), max(0.0, float(n.onset)), float(n.offset))
-                   for n in notes if n.offset > 0]
+                   for n in notes]
     for down, up in pedal:
         if up > 0:
             piano.control_changes += [pretty_midi.ControlChange(64, 127, max(0.0, down)),

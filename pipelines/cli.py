@@ -262,13 +262,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="CORPUS", help="corpus folder (created, or resumed)")
     _add_config(p, "the build's settings (a corpus.json repeats that build)")
     p.add_argument("--cache", type=Path, help="download cache (default CORPUS/.cache)")
-    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"],
-                   help="transcriber of the pseudo labels (auto: transkun with a GPU, else basic-pitch)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="labeler parameter (repeatable)")
-    p.add_argument("--sustain-pedal", action="store_true", help="lengthen notes held by the sustain pedal (transkun)")
-    p.add_argument("--av-align", choices=["auto", "off"], default="auto",
-                   help="auto: move each video's labels by its sync offset when the pictures confirm it "
-                        "(labels/VERSION/av.parquet records it); off: measure it only (default auto)")
+    _add_labeler_options(p)
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the corpus's frames and rolls")
     p.add_argument("--crop-size", default="900x100", metavar="WxH", help="rectified keyboard crop (default 900x100)")
     p.add_argument("--retry-failed", action="store_true", help="process videos that failed in an earlier run again")
@@ -392,18 +386,25 @@ def _labeler_config(args: argparse.Namespace):
                          sustain_pedal=args.sustain_pedal, av_align=args.av_align)
 
 
+def _add_labeler_options(p: argparse.ArgumentParser) -> None:
+    """The pseudo labels' options, the same for build and relabel (`_labeler_given` reads them)."""
+    from contract.config import AV_ALIGN
+
+    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"],
+                   help="transcriber of the pseudo labels (auto: transkun with a GPU, else basic-pitch)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="labeler parameter (repeatable)")
+    p.add_argument("--sustain-pedal", action="store_true", help="lengthen notes held by the sustain pedal (transkun)")
+    p.add_argument("--av-align", choices=AV_ALIGN, default="auto",
+                   help="auto: move each video's labels by its sync offset when the pictures confirm it "
+                        "(labels/VERSION/av.parquet records it); off: measure it only (default auto)")
+
+
 def _add_relabel(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("relabel", help="new pseudo labels for a corpus from its audio (frames untouched)",
                        description="Transcribe CORPUS/audio/ with a labeler and write labels/VERSION/ and "
                                    "wds/VERSION/; frames and audio are not touched.")
     p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
-    p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"],
-                   help="transcriber of the pseudo labels (auto: transkun with a GPU, else basic-pitch)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="labeler parameter (repeatable)")
-    p.add_argument("--sustain-pedal", action="store_true", help="lengthen notes held by the sustain pedal (transkun)")
-    p.add_argument("--av-align", choices=["auto", "off"], default="auto",
-                   help="auto: move each video's labels by its sync offset when the pictures confirm it "
-                        "(labels/VERSION/av.parquet records it); off: measure it only (default auto)")
+    _add_labeler_options(p)
     p.add_argument("--make-default", action="store_true",
                    help="make the new version the corpus's default_label_version (what readers use)")
     p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default all)")

@@ -276,7 +276,7 @@ def make_video(out_dir: Path, name: str, seed: int, config: SynthConfig = SynthC
                                                                        np.random.default_rng(config.audio_seed))
     audio, audio_source = synthesize(heard, n_frames / fps, config.sample_rate, config.audio)
     audio = delayed_audio(_silence_outside(audio, segments, fps, config.sample_rate), config.av_offset_s,
-                     config.sample_rate)
+                          config.sample_rate)
     audio_source = {**audio_source, "av_offset_s": config.av_offset_s, "audio_seed": config.audio_seed}
     _write_mp4(out_dir / f"{name}.mp4", frames, config, audio)
     midi.write(str(out_dir / f"{name}.mid"))
