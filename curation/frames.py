@@ -106,10 +106,12 @@ def silent_frames(rms: np.ndarray, fps: float, config: FrameConfig) -> np.ndarra
     return drop
 
 
-def decode_at_fps(path: str | Path, fps: float) -> Iterator[tuple[int, np.ndarray]]:
+def decode_at_fps(path: str | Path, fps: float, rows: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(corpus frame index, BGR frame): for corpus frame k, the source frame showing at
     its centre time (k+0.5)/fps; as many frames as the stream's duration holds at `fps`.
-    Decoding is threaded, within the task's thread budget."""
+    With `rows` (start, stop), only those rows of each frame (the keyboard's band). A
+    source frame is converted to BGR only when it is yielded, once. Decoding is threaded,
+    within the task's thread budget."""
     import av
 
     with av.open(str(path)) as container:
@@ -122,16 +124,43 @@ def decode_at_fps(path: str | Path, fps: float) -> Iterator[tuple[int, np.ndarra
         else:
             duration = float(container.duration) / av.time_base if container.duration else None
         n_total = int(round(duration * fps)) if duration else None
-        k, previous = 0, None
+        k, previous, image = 0, None, None
         for frame in container.decode(stream):
             t = (frame.pts or 0) * base - start
             while previous is not None and (k + 0.5) / fps < t and (n_total is None or k < n_total):
-                yield k, previous
+                image = to_bgr(previous, rows) if image is None else image
+                yield k, image
                 k += 1
-            previous = frame.to_ndarray(format="bgr24")
+            previous, image = frame, None
         while previous is not None and k < (n_total if n_total is not None else k + 1):
-            yield k, previous
+            image = to_bgr(previous, rows) if image is None else image
+            yield k, image
             k += 1
+
+
+def to_bgr(frame, rows: tuple[int, int] | None = None) -> np.ndarray:
+    """A decoded PyAV frame's rows [start, stop) (all of them: None; clipped to the frame) as BGR. An 8-bit
+    limited-range 4:2:0 frame (what YouTube serves) converts only those rows from its
+    planes: converting a whole 720p frame costs as much as decoding it, and the frame pass
+    needs only the keyboard's band. Other formats convert whole through FFmpeg."""
+    top, bottom = (max(0, rows[0]), min(frame.height, max(0, rows[1]))) if rows is not None else (0, frame.height)
+    planar = (frame.format.name == "yuv420p" and frame.color_range != 2 and frame.width % 2 == 0
+              and frame.height % 2 == 0 and bottom > top)
+    if rows is None or not planar:
+        image = frame.to_ndarray(format="bgr24")
+        return image if rows is None else image[top:bottom]
+    first, stop, width = top // 2 * 2, bottom + bottom % 2, frame.width  # whole chroma rows
+    luma, blue, red = (np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size) for plane in frame.planes)
+    i420 = np.concatenate([luma[first:stop, :width].ravel(), blue[first // 2:stop // 2, :width // 2].ravel(),
+                           red[first // 2:stop // 2, :width // 2].ravel()])
+    return cv2.cvtColor(i420.reshape(-1, width), cv2.COLOR_YUV2BGR_I420)[top - first:bottom - first]
+
+
+def keyboard_rows(quad, margin: int = 2) -> tuple[int, int]:
+    """The rows [start, stop) of a frame that a quad's rectification reads (bilinear: one
+    pixel beyond its corners, and a margin); the frame's height clips stop."""
+    ys = np.asarray(quad, np.float64).reshape(4, 2)[:, 1]
+    return max(0, int(np.floor(ys.min())) - margin), int(np.ceil(ys.max())) + margin + 1
 
 
 def frame_pass(path: str | Path, quad, reference: np.ndarray, config: FrameConfig = FrameConfig(),
@@ -139,11 +168,12 @@ def frame_pass(path: str | Path, quad, reference: np.ndarray, config: FrameConfi
                end_s: float | None = None, with_key_levels: bool = True) -> Iterator[list[FrameRecord]]:
     """Batches of FrameRecords for every frame of the video at the corpus fps (without the
     kept frames' key levels when not asked: benchmarks/av_agreement.py's anchor)."""
-    matrix = rectifier(quad, config)
+    rows = keyboard_rows(quad)  # only the keyboard's band is converted to BGR; its top row is the crop's origin
+    matrix = rectifier(quad, config) @ np.array([[1, 0, 0], [0, 1, rows[0]], [0, 0, 1]], np.float64)
     reference_profile = black_key_profile(reference)
     encode = [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
     batch: list[FrameRecord] = []
-    for k, frame in decode_at_fps(path, config.fps):
+    for k, frame in decode_at_fps(path, config.fps, rows):
         t = (k + 0.5) / config.fps
         crop = rectify(frame, matrix, config)
         reason = None

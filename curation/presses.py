@@ -30,15 +30,23 @@ PLAIN_SATURATION = 64  # of 255: pixels below it are the key's own (skin and col
 
 
 @lru_cache(maxsize=8)
-def _zones(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], tuple[int, int]]:
-    """Per key its first and one-past-last crop column, whether it is black, and the two row bands."""
+def _zone_weights(width: int, height: int) -> tuple[slice, slice, np.ndarray]:
+    """The two row bands (white keys' fronts, black keys' middles) and a (2 * width, 2 * 88)
+    matrix that turns the bands' column sums into each key's mean, as rectified (first 88
+    columns) and mirrored (the columns read backwards: last 88)."""
     layout = key_layout()
     left, right = layout.normalised()
     margin = (right - left) * (1 - KEY_WIDTH_USED) / 2
     first = np.floor((left + margin) * width).astype(np.int64)
     stop = np.maximum(np.ceil((right - margin) * width).astype(np.int64), first + 1)
-    rows = [(int(a * height), max(int(a * height) + 1, int(b * height))) for a, b in (WHITE_ROWS, BLACK_ROWS)]
-    return first, stop, np.asarray(layout.black), rows[0], rows[1]
+    bands = [slice(int(a * height), max(int(a * height) + 1, int(b * height))) for a, b in (WHITE_ROWS, BLACK_ROWS)]
+    weights = np.zeros((2, width, 2, N_KEYS))  # band, column, reading, key
+    for key, black in enumerate(layout.black):
+        band = bands[int(black)]
+        share = 1.0 / ((stop[key] - first[key]) * (band.stop - band.start))
+        weights[int(black), first[key]:stop[key], 0, key] = share
+        weights[int(black), width - stop[key]:width - first[key], 1, key] = share
+    return bands[0], bands[1], weights.reshape(2 * width, 2 * N_KEYS)
 
 
 def key_levels(crop: np.ndarray) -> np.ndarray:
@@ -47,18 +55,13 @@ def key_levels(crop: np.ndarray) -> np.ndarray:
     pixels counted as black (keys are gray; skin and lit overlays are not, so a finger
     landing on a key darkens it as the key's own shadow does)."""
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
-    plain = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)[..., 1] < PLAIN_SATURATION if crop.ndim == 3 else gray >= 0
-    height, width = gray.shape
-    first, stop, black, white_rows, black_rows = _zones(width, height)
-    levels = np.empty((2, N_KEYS), np.float32)
-    for rows, which in ((white_rows, ~black), (black_rows, black)):
-        band, used = gray[rows[0]:rows[1]], plain[rows[0]:rows[1]]
-        columns = np.where(used, band, 0).sum(axis=0, dtype=np.float64)
-        area = (stop[which] - first[which]) * (rows[1] - rows[0])
-        for reading, ordered in enumerate((columns, columns[::-1])):
-            sums = np.concatenate([[0.0], np.cumsum(ordered)])
-            levels[reading, which] = (sums[stop[which]] - sums[first[which]]) / area
-    return levels
+    if crop.ndim == 3:
+        saturation = cv2.extractChannel(cv2.cvtColor(crop, cv2.COLOR_BGR2HSV), 1)
+        gray = cv2.bitwise_and(gray, cv2.compare(saturation, PLAIN_SATURATION, cv2.CMP_LT))
+    white_rows, black_rows, weights = _zone_weights(gray.shape[1], gray.shape[0])
+    columns = np.concatenate([cv2.reduce(gray[rows], 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+                              for rows in (white_rows, black_rows)])
+    return (columns.astype(np.float64) @ weights).astype(np.float32).reshape(2, N_KEYS)
 
 
 def press_evidence(levels: np.ndarray) -> np.ndarray:

@@ -9,8 +9,19 @@ import numpy as np
 
 from contract.config import FrameConfig
 from curation.audio import audio_to_flac, load_audio
-from curation.frames import decode_at_fps, frame_pass, frame_rms, reference_crop, silent_frames
+from curation.frames import (
+    decode_at_fps,
+    frame_pass,
+    frame_rms,
+    keyboard_rows,
+    rectifier,
+    rectify,
+    reference_crop,
+    silent_frames,
+    to_bgr,
+)
 from curation.keyboard import locate_in_frames, sample_frames
+from curation.presses import key_levels
 from tests.conftest import write_video
 
 
@@ -62,6 +73,52 @@ def test_silence_rule_keeps_brief_rests_and_drops_long_silences():
     assert not silent[900:900 + m].any() and silent[900 + m:].all()
     assert not silent[100:300].any()
     assert silent_frames(np.zeros(50), fps, config).all()
+
+
+def test_a_band_of_rows_converts_as_the_same_rows_of_the_whole_frame(synth_no_hands, tmp_path):
+    """The frame pass converts only the keyboard's rows of a 4:2:0 frame from its planes;
+    they must be the whole frame's rows exactly (a chroma row off by one would tint every
+    crop), at odd bounds and at the frame's edges; other pixel formats take FFmpeg's path."""
+    import av
+
+    with av.open(str(synth_no_hands.mp4)) as container:
+        frame = next(container.decode(video=0))
+        assert frame.format.name == "yuv420p"
+        whole = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+        for rows in [(0, 7), (100, 301), (355, 720), (-8, 40), (601, 9999)]:
+            top, bottom = max(0, rows[0]), min(whole.shape[0], rows[1])
+            band = to_bgr(frame, rows)
+            assert np.array_equal(band, whole[top:bottom]), rows
+    video = tmp_path / "full444.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.height, stream.width, stream.pix_fmt = 64, 96, "yuv444p"
+        picture = np.random.default_rng(3).integers(0, 255, (64, 96, 3), np.uint8)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="bgr24")):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(video)) as container:
+        frame = next(container.decode(video=0))
+        assert np.array_equal(to_bgr(frame, (10, 31)), frame.to_ndarray(format="bgr24")[10:31])
+
+
+def test_the_frame_pass_crops_are_the_rectified_whole_frames(synth_no_hands):
+    """Rectifying the keyboard's band must give the crop the whole frame gives: the band's
+    top row is folded into the homography."""
+    records = _pass(synth_no_hands)
+    frames, _ = sample_frames(synth_no_hands.mp4)
+    quad = locate_in_frames(frames).quad
+    assert keyboard_rows(quad)[0] > 100  # the band starts well below the frame's top
+    config, source = FrameConfig(), synth_no_hands.frames()
+    matrix = rectifier(quad, config)
+    kept = [r for r in records if r.kept][:20]
+    assert kept
+    for record in kept:
+        expected = rectify(source[record.frame], matrix, config)
+        crop = cv2.imdecode(np.frombuffer(record.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert np.abs(crop.astype(int) - expected).mean() < 3, record.frame
+        assert np.median(np.abs(record.key_levels - key_levels(expected))) < 2, record.frame
 
 
 def test_decode_at_a_lower_fps_picks_the_frame_showing_at_each_centre(synth_no_hands):
