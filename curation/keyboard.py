@@ -67,6 +67,7 @@ MIN_BLACK_STRONG = 24  # with this many matched, an end's black keys may be hidd
 END_KEYS = 5  # each end must show 2 of its 5 outermost black keys: an octave-periodic pattern could slide
 CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (Paul Barton framing)
 CLIP_MAX_BOTH = 1.95  # and both ends together this many (about one each): more is an 88 cropped, not framed tight
+SEALED_SEAMS = 5  # of 6 (`KeyboardFit.seams`): the seams stop at both ends, as an 88's do
 MIN_FRAMES_TO_CONFIRM = 6  # of a video's sampled frames: from this many, a weak fit needs a second frame
 WEAK_FLIPPED = "black keys on the player's side with A0 on the left, on weak evidence (a flipped video?)"
 FRONT = 1 / BLACK_LENGTH  # the white keys' front in black-key lengths from the back
@@ -669,7 +670,7 @@ def _confirmed_flip(fits: list[KeyboardFit], full: KeyboardFit | None) -> Keyboa
     for fit in fits:
         if fit.why != WEAK_FLIPPED or fit.matched < MIN_BLACK_STRONG:
             continue
-        if fit.seams >= 5 or (full is not None and fit.matched >= full.matched and fit.seams >= full.seams + 2):
+        if fit.seams >= SEALED_SEAMS or (full is not None and fit.matched >= full.matched and fit.seams >= full.seams + 2):
             return replace(fit, full=True, why="")
     return None
 
@@ -747,11 +748,14 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
     whites = _end_whites(gray, homography)
     low_seen = len(matched_keys & set(range(END_KEYS)))
     high_seen = len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK)))
-    # An end's black keys may be under a hand when the rest is clear and its white keys show.
+    # An end's black keys may be under a hand, or too small to see at the far end of a
+    # strong keystone, when its white keys show and either the rest is clear or the white
+    # keys' seams stop exactly at the end (all 3 just inside, none beyond).
     strong = matched >= MIN_BLACK_STRONG
-    low_end = low_seen >= 2 or (strong and whites[0] is True)
-    high_end = high_seen >= 2 or (strong and whites[1] is True)
     end_seams = _end_seams(gray, homography)
+    sealed = [inside == 3 and beyond == 0 for inside, beyond in end_seams]
+    low_end = low_seen >= 2 or (whites[0] is True and (strong or sealed[0]))
+    high_end = high_seen >= 2 or (whites[1] is True and (strong or sealed[1]))
     why = ""
     if matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
         why = f"{matched} of {visible} visible black keys matched"
@@ -862,8 +866,11 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
     if len(frames) >= MIN_FRAMES_TO_CONFIRM and len(group) == 1 and fits[group[0]].matched < MIN_BLACK_STRONG:
         fits, fitted, group = [], [], []  # one weak fit that no other frame confirms: a title's letters, a pattern
     # A crop shows in most frames, noise does not; a full fit in a few frames of many
-    # partial ones is a fluke (a hand or the light making a 76-key keyboard look whole).
-    if (not fits and len(partial) >= max(1, 0.2 * len(frames))) or len(partial) >= 4 * max(1, len(fits)):
+    # partial ones is a fluke (a hand or the light making a 76-key keyboard look whole),
+    # unless 3 or more agree and the white keys' seams stop at both their ends.
+    sealed = len(group) >= 3 and np.median([fits[i].seams for i in group]) >= SEALED_SEAMS
+    if (not fits and len(partial) >= max(1, 0.2 * len(frames))) or (len(partial) >= 4 * max(1, len(fits))
+                                                                     and not sealed):
         seen = int(np.median([p.keys_seen for p in partial]))
         raise KeyboardNotFound("partial_keyboard", f"{label}: a keyboard of about {seen} keys seen in {len(partial)} of "
                                                    f"{len(frames)} sampled frames, but never a full 88-key keyboard "
