@@ -27,11 +27,11 @@ import numpy as np
 from curation.presses import press_evidence
 from labeling.rolls import onset_frames
 
-AV_LOGIC = "av/1"  # bump when anything below changes what is measured or shifted
+AV_LOGIC = "av/2"  # bump when anything below changes what is measured or shifted
 SEARCH_S = 1.0
 STEP_S = 0.002
 MIN_ONSETS = 20
-CONFIDENT_Z = 20.0  # the confidence (see `_confidence`) from which the offset is used
+CONFIDENT_Z = 12.0  # the confidence (see `_confidence`) from which the offset is used
 BETTER = 1.5  # a mirrored or octave-shifted reading must be this many times as confident (and confident)
 NOISE_Z = 6.0  # a visible press: evidence this many robust standard deviations above the noise,
 MIN_PRESS = 16.0  # and at least this many gray levels
@@ -65,15 +65,18 @@ def _offsets() -> np.ndarray:
     return np.round(np.arange(-SEARCH_S, SEARCH_S + STEP_S / 2, STEP_S), 6)
 
 
-def offset_scores(evidence: np.ndarray, onsets: np.ndarray, keys: np.ndarray, fps: float,
-                  offsets: np.ndarray) -> np.ndarray:
+def offset_scores(evidence: np.ndarray, kept: np.ndarray, onsets: np.ndarray, keys: np.ndarray, fps: float,
+                  offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per candidate offset, the mean evidence at the onsets' keys in the frames the onsets
-    fall in once the audio is moved back by that offset (frames outside the video count 0)."""
+    fall in once the audio is moved back by that offset, over the onsets that fall on kept
+    frames (a dropped frame shows no keys: it is no evidence either way), and how many do."""
     n = len(evidence)
     frames = onset_frames(onsets[None, :] - offsets[:, None], fps)
-    inside = (frames >= 0) & (frames < n)
-    values = np.where(inside, evidence[np.clip(frames, 0, n - 1), keys[None, :]], 0.0)
-    return values.mean(axis=1)
+    seen = (frames >= 0) & (frames < n)
+    seen[seen] = kept[frames[seen]]
+    values = np.where(seen, evidence[np.clip(frames, 0, n - 1), keys[None, :]], 0.0)
+    counts = seen.sum(axis=1)
+    return values.sum(axis=1) / np.maximum(counts, 1), counts
 
 
 def _peak(offsets: np.ndarray, scores: np.ndarray) -> float:
@@ -91,19 +94,25 @@ def _peak(offsets: np.ndarray, scores: np.ndarray) -> float:
     return float((offsets[lo:hi + 1] * weights).sum() / weights.sum()) if weights.sum() > 0 else float(offsets[best])
 
 
-def _confidence(peak: float, evidence: np.ndarray, kept: np.ndarray, n_onsets: int) -> float:
-    """The peak's height above what audio unrelated to the pictures would score (the mean
-    evidence of the kept frames), in standard errors of a mean over that many onsets."""
+def _confidence(scores: np.ndarray, counts: np.ndarray, evidence: np.ndarray, kept: np.ndarray) -> float:
+    """The best offset's score above what audio unrelated to the pictures would score (the
+    mean evidence of the kept frames), in standard errors of a mean over as many onsets as
+    it was taken over; offsets that leave fewer than MIN_ONSETS onsets on kept frames are
+    not candidates."""
+    usable = counts >= MIN_ONSETS
+    if not usable.any():
+        return 0.0
+    best = int(np.flatnonzero(usable)[scores[usable].argmax()])
     cells = evidence[kept]
-    spread = float(cells.std()) / np.sqrt(n_onsets) + 1e-9
-    return (peak - float(cells.mean())) / spread
+    spread = float(cells.std()) / np.sqrt(counts[best]) + 1e-9
+    return (float(scores[best]) - float(cells.mean())) / spread
 
 
 def _reading_confidence(evidence: np.ndarray, kept: np.ndarray, onsets: np.ndarray, keys: np.ndarray,
                         fps: float) -> float:
     """The confidence of the best offset of one reading of the keys (coarse steps: a comparison)."""
     coarse = np.round(np.arange(-SEARCH_S, SEARCH_S + 1e-9, 0.02), 6)
-    return _confidence(float(offset_scores(evidence, onsets, keys, fps, coarse).max()), evidence, kept, len(onsets))
+    return _confidence(*offset_scores(evidence, kept, onsets, keys, fps, coarse), evidence, kept)
 
 
 def _agreement(evidence: np.ndarray, frames: np.ndarray, keys: np.ndarray) -> tuple[float, float, float]:
@@ -144,9 +153,10 @@ def check(levels: np.ndarray, onsets: np.ndarray, keys: np.ndarray, fps: float, 
         return Agreement.unmeasured(n_onsets)
     evidence, mirrored_evidence = press_evidence(levels[:, 0]), press_evidence(levels[:, 1])
     offsets = _offsets()
-    scores = offset_scores(evidence, onsets, keys, fps, offsets)
+    scores, counts = offset_scores(evidence, kept, onsets, keys, fps, offsets)
+    scores = np.where(counts >= MIN_ONSETS, scores, 0.0)
     offset = _peak(offsets, scores)
-    z = _confidence(float(scores.max()), evidence, kept, n_onsets)
+    z = _confidence(scores, counts, evidence, kept)
     confident = z >= CONFIDENT_Z
     # Another reading of the keys that lines up confidently, and far better: the crop's key order is wrong.
     better = max(z * BETTER, CONFIDENT_Z)

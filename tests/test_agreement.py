@@ -70,6 +70,21 @@ def test_a_crop_read_in_the_wrong_order_or_an_octave_off_is_flagged(pictures):
     assert shifted.key_shift == 12 and not shifted.mismatch and shifted.applied_s == 0
 
 
+def test_frames_dropped_mid_video_do_not_dilute_the_confidence(pictures):
+    """A cut drops a third of the frames: the onsets there show nothing either way, so the
+    confidence is that of the onsets on kept frames (it was diluted by the dropped ones'
+    zeros, as if the labels agreed less)."""
+    levels, onsets, keys, _ = pictures
+    cut = levels.copy()
+    third = len(levels) // 3
+    cut[third:2 * third] = np.nan
+    outside = (onsets < third / 25 - 0.5) | (onsets >= 2 * third / 25 + 0.5)
+    alone = check(cut, onsets[outside], keys[outside], 25, align=True)
+    together = check(cut, onsets, keys, 25, align=True)
+    assert together.confidence >= 0.9 * alone.confidence
+    assert abs(together.offset_s) <= 0.02 and together.applied_s == together.offset_s
+
+
 def test_too_few_onsets_decide_nothing(pictures):
     levels, onsets, keys, _ = pictures
     few = check(levels, onsets[:5], keys[:5], 25, align=True)
