@@ -27,7 +27,7 @@ import numpy as np
 from curation.presses import press_evidence
 from labeling.rolls import onset_frames
 
-AV_LOGIC = "av/2"  # bump when anything below changes what is measured or shifted
+AV_LOGIC = "av/3"  # bump when anything below changes what is measured or shifted
 SEARCH_S = 1.0
 STEP_S = 0.002
 MIN_ONSETS = 20
@@ -158,15 +158,18 @@ def check(levels: np.ndarray, onsets: np.ndarray, keys: np.ndarray, fps: float, 
     offset = _peak(offsets, scores)
     z = _confidence(scores, counts, evidence, kept)
     confident = z >= CONFIDENT_Z
-    # Another reading of the keys that lines up confidently, and far better: the crop's key order is wrong.
-    better = max(z * BETTER, CONFIDENT_Z)
-    mirrored = _reading_confidence(mirrored_evidence, kept, onsets, keys, fps) >= better
-    key_shift = 0
-    for shift in (-12, 12):
-        moved = keys + shift
-        ok = (moved >= 0) & (moved < 88)
-        if ok.sum() >= MIN_ONSETS and _reading_confidence(evidence, kept, onsets[ok], moved[ok], fps) >= better:
-            key_shift = shift
+    # Other readings of the keys: the crop mirrored, the keys an octave off. The one that
+    # lines up best is the crop's fault when it is confident and far better than the crop's
+    # own reading of the same onsets on the same grid (a finer grid's maximum is higher by
+    # chance alone).
+    readings = [(True, 0, mirrored_evidence, np.ones(len(keys), bool))]
+    readings += [(False, shift, evidence, (keys + shift >= 0) & (keys + shift < 88)) for shift in (-12, 12)]
+    readings = [r for r in readings if r[3].sum() >= MIN_ONSETS]
+    scores_of = [_reading_confidence(ev, kept, onsets[ok], keys[ok] + shift, fps) for _, shift, ev, ok in readings]
+    best = int(np.argmax(scores_of))
+    flip, shift, _, ok = readings[best]
+    fault = scores_of[best] >= max(CONFIDENT_Z, BETTER * _reading_confidence(evidence, kept, onsets[ok], keys[ok], fps))
+    mirrored, key_shift = fault and flip, shift if fault else 0
     mismatch = not (confident or mirrored or key_shift)  # no reading lines the audio up with the pictures
     # A peak of a wrong reading (mirrored, an octave off) is no offset to shift by.
     applied = round(offset, 4) if align and confident and not mirrored and not key_shift else 0.0
