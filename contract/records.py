@@ -25,7 +25,10 @@ DROP_COUNTS = tuple(f"n_{reason}" for reason in DROP_REASONS)
 AV_COLUMNS = (("av_offset_s", pa.float64()), ("av_confidence", pa.float64()), ("av_applied_s", pa.float64()),
               ("av_precision", pa.float64()), ("av_recall", pa.float64()), ("av_score", pa.float64()),
               ("av_mismatch", pa.bool_()), ("av_mirrored", pa.bool_()), ("av_key_shift", pa.int32()),
-              ("av_n_onsets", pa.int32()))
+              ("av_n_onsets", pa.int32()),
+              # with hand keypoints (curation/hands.py): the share of the onsets with a hand in view
+              # that a fingertip was near (PianoVAM's rule), and those --onset-filter hands dropped
+              ("av_hands_near", pa.float64()), ("av_hands_dropped", pa.int32()))
 AV_SCHEMA = pa.schema([("video_id", pa.string()), ("split", pa.string()), *AV_COLUMNS,
                        ("av_curve", pa.list_(pa.float32()))])
 

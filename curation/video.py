@@ -9,6 +9,7 @@ under its name only when complete, so a killed run leaves nothing that looks fin
 
 from __future__ import annotations
 
+import json
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -20,15 +21,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract.atomic import atomic_json, atomic_npy, atomic_path
-from contract.config import FetchOptions, VideoSettings
+from contract.config import FetchOptions, HandsConfig, VideoSettings
 from contract.hashing import sha256_file
-from contract.layout import CorpusLayout
+from contract.layout import CacheLayout, CorpusLayout
 from contract.records import FRAME_COUNTS, FRAMES_SCHEMA, new_video_row
 from contract.threads import thread_budget
 from contract.vocab import NOT_FINAL, Failure, is_resource_error
 from curation.audio import NoAudioError, audio_to_flac
 from curation.fetch import fetch_video
 from curation.frames import frame_pass, reference_crop, silent_frames
+from curation.hands import video_hands
 from curation.keyboard import KeyboardNotFound, locate_in_frames, manifest_crop_location, quad_iou, sample_frames
 from curation.probe import ProbeError, probe
 from manifests.schema import ManifestRow
@@ -145,3 +147,27 @@ def _write_frames(video_id: str, batches, path: Path, levels_path: Path) -> dict
 
 
 NO_LEVELS = np.full((2, 88), np.nan, np.float16)
+
+
+def process_hands(done: dict, corpus: CorpusLayout, cache: Path, settings: VideoSettings, hands: HandsConfig,
+                  version: str) -> dict:
+    """The hand keypoints of an ok video's kept frames (curation/hands.py) into the work
+    state, unless there already; its hands record. Never raises: a video whose hands fail
+    keeps its frames and labels, its record says why."""
+    video_id = done["video_id"]
+    out, record_path = corpus.work.hands(version, video_id), corpus.work.hands_record(version, video_id)
+    if out.is_file() and record_path.is_file():
+        return json.loads(record_path.read_text())
+    record = {"video_id": video_id, "hands_version": version, "status": "ok", "error": None}
+    try:
+        media = CacheLayout(cache).cached_media(video_id)
+        if media is None:
+            raise FileNotFoundError(f"{video_id}: its video is no longer in the download cache {cache}")
+        kept = pq.read_table(corpus.work.frames(video_id), columns=["kept"]).column("kept").to_numpy()
+        quad = np.asarray(done["kb_quad"], float).reshape(4, 2)
+        frames = replace(settings.frames, fps=float(done["fps"]))
+        record.update(video_hands(media, quad, kept, frames, hands, out))
+    except Exception as error:  # MediaPipe missing, the cache emptied: this video has no hands
+        record.update(status="failed", error=f"{type(error).__name__}: {error}")
+    atomic_json(record, record_path)
+    return record

@@ -23,9 +23,10 @@ from contract.layout import CorpusLayout
 from contract.piano import LOWEST_MIDI, N_KEYS
 from contract.records import LABELS_SCHEMA, label_record
 from curation.audio import load_audio
+from curation.hands import fingertips_u, near_fingertip
 from labeling.agreement import Agreement, check
 from labeling.midi import write_midi
-from labeling.rolls import Rolls, apply_sustain, rolls_for_frames
+from labeling.rolls import Rolls, apply_sustain, onset_frames, rolls_for_frames
 from labeling.transcribers import label_spec, label_version, make_transcriber
 
 
@@ -80,6 +81,7 @@ def _write_labels(corpus: CorpusLayout, version: str, spec: dict, row: dict, res
         notes = [replace(note, onset=note.onset - av.applied_s, offset=note.offset - av.applied_s) for note in notes
                  if note.offset - av.applied_s > 0]  # (one moved before the video's start keeps its negative onset)
         pedal = [(down - av.applied_s, up - av.applied_s) for down, up in pedal]
+    notes, hands = _hands_checked(corpus, spec, row["video_id"], notes, fps)
     rolls = rolls_for_frames(notes, n, fps)
     table = pa.Table.from_pydict({
         "video_id": [row["video_id"]] * n, "frame": np.arange(n, dtype=np.int32),
@@ -88,9 +90,31 @@ def _write_labels(corpus: CorpusLayout, version: str, spec: dict, row: dict, res
     write_midi(notes, corpus.work.label_midi(version, row["video_id"]), pedal)  # published at assembly
     rolls_path = corpus.work.label_rolls(version, row["video_id"])
     atomic_parquet(table, rolls_path)
-    record = {**label_record(row["video_id"], n_notes=len(notes), rolls_sha256=sha256_file(rolls_path)), **av.record()}
+    record = {**label_record(row["video_id"], n_notes=len(notes), rolls_sha256=sha256_file(rolls_path)), **av.record(),
+              **hands}
     atomic_json(record, corpus.work.label_record(version, row["video_id"]))
     return record
+
+
+def _hands_checked(corpus: CorpusLayout, spec: dict, video_id: str, notes: list, fps: float) -> tuple[list, dict]:
+    """With the build's hands (`spec["hands"]`): the share of onsets, of those with a hand
+    in view, that a fingertip was near (curation/hands.py: near_fingertip); with
+    `onset_filter` "hands VERSION" also the notes without the onsets no fingertip was near
+    (a video whose hands are missing keeps all)."""
+    version = spec.get("hands")
+    path = corpus.work.hands(version, video_id) if version else None
+    if path is None or not path.is_file() or not notes:
+        return notes, {"av_hands_near": None, "av_hands_dropped": None}
+    keys = np.array([int(note.pitch) - LOWEST_MIDI for note in notes], np.int64)
+    near = np.full(len(notes), -1, np.int8)
+    inside = (keys >= 0) & (keys < N_KEYS)
+    frames = onset_frames(np.array([note.onset for note in notes], np.float64), fps)
+    near[inside] = near_fingertip(fingertips_u(path), frames[inside], keys[inside])
+    known = near >= 0
+    filtering = spec.get("onset_filter", "none").startswith("hands")
+    kept = [note for note, flag in zip(notes, near) if flag != 0 or not filtering]
+    return kept, {"av_hands_near": round(float((near[known] == 1).mean()), 4) if known.any() else None,
+                  "av_hands_dropped": len(notes) - len(kept)}
 
 
 def _agreement(levels_path: Path, notes: list, fps: float, spec: dict) -> Agreement:

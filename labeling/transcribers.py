@@ -85,10 +85,12 @@ def labeler_params(name: str, params: dict) -> tuple[Path, dict, str]:
     return weights, {k: params.get(k, v) for k, v in defaults.items()}, f"{ROLLS_LOGIC} {LOGIC}"
 
 
-def label_spec(name: str, params: dict, fps: float, sustain_pedal: bool = False, av_align: str = "off") -> dict:
+def label_spec(name: str, params: dict, fps: float, sustain_pedal: bool = False, av_align: str = "off",
+               hands_version: str | None = None) -> dict:
     """Everything that decides the labels; label.json records it. `name` is resolved;
     `av_align` auto moves each video's labels by its confident sync offset (the offset
-    itself is recorded per video, in labels/VERSION/av.parquet)."""
+    itself is recorded per video, in labels/VERSION/av.parquet); `hands_version`: onsets
+    no fingertip of that hands version was near are dropped (`--onset-filter hands`)."""
     from importlib.metadata import version
 
     from labeling.agreement import AV_LOGIC
@@ -96,11 +98,13 @@ def label_spec(name: str, params: dict, fps: float, sustain_pedal: bool = False,
     weights, label_params, logic = labeler_params(name, params)
     return {"backend": name, "backend_version": version(name), "weights": weights.name,
             "weights_sha256": file_sha256(weights), "params": label_params, "fps": fps, "sustain_pedal": sustain_pedal,
-            "label_logic": logic, "av_align": f"auto {AV_LOGIC}" if av_align == "auto" else "off"}
+            "label_logic": logic, "av_align": f"auto {AV_LOGIC}" if av_align == "auto" else "off",
+            "onset_filter": f"hands {hands_version}" if hands_version else "none"}
 
 
 # What decides the labels; the weights' file name does not (its sha256 does).
-VERSIONED = ("backend", "backend_version", "weights_sha256", "params", "fps", "sustain_pedal", "label_logic", "av_align")
+VERSIONED = ("backend", "backend_version", "weights_sha256", "params", "fps", "sustain_pedal", "label_logic", "av_align",
+             "onset_filter")
 
 
 def label_version(spec: dict) -> str:

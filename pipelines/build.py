@@ -34,8 +34,9 @@ from contract.lock import corpus_lock
 from contract.meta import corpus_meta, write_corpus_json
 from contract.publish import carry_over, link_file, publish, start_generation
 from contract.records import AV_COLUMNS, AV_SCHEMA, VIDEOS_SCHEMA, new_video_row, video_totals
+from curation.hands import hands_spec, hands_version
 from curation.ratelimit import shared_limiter
-from curation.video import process_video
+from curation.video import process_hands, process_video
 from labeling.label import label_videos
 from labeling.transcribers import label_spec, label_version, resolve_labeler
 from manifests.loader import load_manifest
@@ -137,9 +138,18 @@ def _video_done(config: BuildConfig, row: ManifestRow) -> dict | None:
 
 
 def _label_spec(config: BuildConfig, labeler: LabelerConfig) -> tuple[dict, str]:
+    hands = _hands_version(config)
+    if labeler.onset_filter == "hands" and hands is None:
+        raise ValueError(f"{config.out}: --onset-filter hands needs the hands' keypoints: build with --hands")
     spec = label_spec(labeler.name, labeler.params, config.settings.frames.fps, labeler.sustain_pedal,
-                      labeler.av_align)
-    return spec, label_version(spec)
+                      labeler.av_align, hands if labeler.onset_filter == "hands" else None)
+    # The hands the labels are checked against (measured only: it is not in the version unless they filter).
+    return {**spec, "hands": hands}, label_version(spec)
+
+
+def _hands_version(config: BuildConfig) -> str | None:
+    """The build's hands version, None when it takes no hand keypoints."""
+    return hands_version(hands_spec(config.hands, config.settings.frames.fps)) if config.hands else None
 
 
 def label_stage(ds, config: BuildConfig, labeler: LabelerConfig, spec: dict, version: str, gpus: int, cpus: int):
@@ -167,10 +177,13 @@ def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: LabelerConf
     if fetch.requests_per_s and any((row.url or "").startswith(("http:", "https:")) for row in rows):
         fetch = replace(fetch, limiter=shared_limiter(fetch.requests_per_s))  # one rate for every worker
     by_index = {i: row for i, row in enumerate(rows)}
+    hands = _hands_version(config)
 
     def video_stage(item: dict) -> dict:
         row = by_index[item["i"]]
         result = _video_done(config, row) or process_video(row, corpus, fetch, settings)
+        if hands and result["status"] == "ok":  # before its labels: an onset filter reads them
+            process_hands(result, corpus, fetch.cache, settings, config.hands, hands)
         return {k: result.get(k) for k in ("video_id", "status", "n_frames", "fps")}
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -233,6 +246,8 @@ def assemble(config: BuildConfig, video_rows: list[dict], version: str, spec: di
              "frames": {split: write_frame_parts([corpus.work.frames(v) for v in ids], corpus.frames_dir(split),
                                                  config.shards.rows_per_part)
                         for split, ids in _ok_by_split(video_rows).items()}}
+    if hands := _hands_version(config):
+        files["hands"] = write_hands_version(config, corpus, video_rows, hands)
     stats = write_label_version(config, corpus, video_rows, version, spec, files=files)
     for other, other_spec in remade.items():
         write_label_version(config, corpus, video_rows, other, other_spec)
@@ -262,6 +277,25 @@ def _label_version_of(path: Path) -> str | None:
     return parts[2] if parts[:2] == ("stats", "wds") and len(parts) > 3 else None
 
 
+def write_hands_version(config: BuildConfig, corpus: CorpusLayout, video_rows: list[dict], version: str) -> dict:
+    """hands/VERSION/ of generation `corpus`: each ok video's hands file, and hands.json
+    (the spec, and per video its hands record: frames searched, frames with a hand, or why
+    it has none); the file records."""
+    records, files = {}, {}
+    for row in video_rows:
+        if row["status"] != "ok":
+            continue
+        path = corpus.work.hands_record(version, row["video_id"])
+        records[row["video_id"]] = json.loads(path.read_text()) if path.is_file() else {"status": "missing"}
+        source = corpus.work.hands(version, row["video_id"])
+        if records[row["video_id"]].get("status") == "ok" and source.is_file():
+            link_file(source, corpus.hands_file(version, row["video_id"]))
+            files[row["video_id"]] = file_record(corpus.hands_file(version, row["video_id"]))
+    atomic_json({**hands_spec(config.hands, config.settings.frames.fps), "hands_version": version, "videos": records},
+                corpus.hands_json(version))
+    return {version: files}
+
+
 def write_label_version(config: BuildConfig, corpus: CorpusLayout, video_rows: list[dict], version: str, spec: dict,
                         make_default: bool = False, files: dict | None = None) -> dict:
     """labels/VERSION/ and wds/VERSION/ of generation `corpus` from its frame parts and the
@@ -272,7 +306,8 @@ def write_label_version(config: BuildConfig, corpus: CorpusLayout, video_rows: l
         frames_parts = corpus.frame_parts(split)
         sources = {v: corpus.work.label_rolls(version, v) for v in ids}
         labels[split] = write_label_parts(frames_parts, sources, corpus.label_parts_dir(version, split))
-        wds[split] = write_wds_shards(frames_parts, sources, split, version, corpus, config.shards)
+        hands = {v: corpus.work.hands(hands_version, v) for v in ids} if (hands_version := _hands_version(config)) else None
+        wds[split] = write_wds_shards(frames_parts, sources, split, version, corpus, config.shards, hands)
         stats["splits"][split] = {"videos": len(ids), "parquet_parts": len(frames_parts), "wds_shards": len(wds[split]),
                                   "samples": sum(s["samples"] for s in wds[split])}
     for row in video_rows:
@@ -320,9 +355,11 @@ def _assembly_inputs(config: BuildConfig, video_rows: list[dict], version: str, 
     work, stamps = config.layout.work, []
     for row in video_rows:
         if row["status"] == "ok":
-            for path in (work.frames(row["video_id"]), work.label_rolls(version, row["video_id"])):
-                stat = path.stat()
-                stamps.append([path.name, stat.st_size, stat.st_mtime_ns])
+            hands = [work.hands(v, row["video_id"]) for v in [_hands_version(config)] if v]
+            for path in (work.frames(row["video_id"]), work.label_rolls(version, row["video_id"]), *hands):
+                if path.is_file():
+                    stat = path.stat()
+                    stamps.append([path.name, stat.st_size, stat.st_mtime_ns])
     return json_digest({"config": config.recorded(), "manifest": config.manifest, "rows": video_rows,
                         "version": version, "spec": spec, "work": stamps}, 32)
 

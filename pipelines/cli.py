@@ -277,6 +277,10 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     _add_requests_per_second(p)
     p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
                    help="a progress line this often when stderr is not a terminal (a log file)")
+    p.add_argument("--hands", action="store_true",
+                   help="hand keypoints of the kept frames (MediaPipe Hands, offline) into hands/VERSION/ and the "
+                        "WebDataset's KEY.hands.npy; about 20-50 ms a frame on a CPU (default off)")
+    p.add_argument("--max-hands", type=int, default=4, help="with --hands: hands a frame at most (default 4)")
     p.set_defaults(run=_run_build)
 
 
@@ -327,7 +331,7 @@ def _config_file(args: argparse.Namespace) -> dict:
 def _build_config(args: argparse.Namespace):
     """The build's configuration: the --config file's record over the defaults, then the
     options given here over that."""
-    from contract.config import BuildConfig, RayConfig, merged_record
+    from contract.config import BuildConfig, HandsConfig, RayConfig, merged_record
 
     record = merged_record(_config_file(args)["config"], args.out)
     given = _given(args)
@@ -346,6 +350,8 @@ def _build_config(args: argparse.Namespace):
         record["fetch"]["max_duration_s"] = args.max_duration
     if "max_filesize" in given:
         record["fetch"]["max_filesize"] = _bytes(args.max_filesize)
+    if args.hands:
+        record["hands"] = asdict(HandsConfig(max_hands=args.max_hands))
     config = BuildConfig.of_corpus(args.out, record, cache=args.cache, retry_failed=args.retry_failed,
                                    progress_every_s=args.progress_every,
                                    ray=RayConfig(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
@@ -364,6 +370,8 @@ def _labeler_given(args: argparse.Namespace, given: set[str]) -> dict:
         out["sustain_pedal"] = args.sustain_pedal
     if "av_align" in given:
         out["av_align"] = args.av_align
+    if "onset_filter" in given:
+        out["onset_filter"] = args.onset_filter
     return out
 
 
@@ -383,12 +391,12 @@ def _labeler_config(args: argparse.Namespace):
     from contract.config import LabelerConfig
 
     return LabelerConfig(name=args.labeler, params=_parse_key_values(args.param, "--param"),
-                         sustain_pedal=args.sustain_pedal, av_align=args.av_align)
+                         sustain_pedal=args.sustain_pedal, av_align=args.av_align, onset_filter=args.onset_filter)
 
 
 def _add_labeler_options(p: argparse.ArgumentParser) -> None:
     """The pseudo labels' options, the same for build and relabel (`_labeler_given` reads them)."""
-    from contract.config import AV_ALIGN
+    from contract.config import AV_ALIGN, ONSET_FILTERS
 
     p.add_argument("--labeler", default="auto", choices=["auto", "basic-pitch", "transkun"],
                    help="transcriber of the pseudo labels (auto: transkun with a GPU, else basic-pitch)")
@@ -397,6 +405,9 @@ def _add_labeler_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--av-align", choices=AV_ALIGN, default="auto",
                    help="auto: move each video's labels by its sync offset when the pictures confirm it "
                         "(labels/VERSION/av.parquet records it); off: measure it only (default auto)")
+    p.add_argument("--onset-filter", choices=ONSET_FILTERS, default="none",
+                   help="hands: drop onsets no fingertip was near (within two white keys, PianoVAM's rule) in a "
+                        "frame with a hand in view; needs a corpus built with --hands (default none)")
 
 
 def _add_relabel(sub: argparse._SubParsersAction) -> None:
@@ -409,7 +420,7 @@ def _add_relabel(sub: argparse._SubParsersAction) -> None:
                    help="make the new version the corpus's default_label_version (what readers use)")
     p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default all)")
     p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
-    _add_config(p, "its labeler table (name, params, sustain_pedal, av_align)")
+    _add_config(p, "its labeler table (name, params, sustain_pedal, av_align, onset_filter)")
     p.set_defaults(run=_run_relabel)
 
 

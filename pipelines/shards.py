@@ -92,7 +92,14 @@ def write_label_parts(frames_parts: list[Path], sources: dict[str, Path], folder
     return records
 
 
-def _samples(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str) -> Iterator[dict]:
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _samples(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str,
+             hands: dict[str, Path] | None = None) -> Iterator[dict]:
     labels = _LabelTables(sources)
     for table in _frame_parts(frames_parts):
         kept = table.filter(pa.compute.field("kept"))
@@ -102,12 +109,25 @@ def _samples(frames_parts: list[Path], sources: dict[str, Path], split: str, ver
             rolls = labels.rows(video_id, frames[a:b])
             stacked = np.stack([np.array(rolls.column(c).to_pylist(), np.uint8)
                                 for c in ("frame_roll", "onset_roll", "offset_roll", "velocity")], axis=1)
+            keypoints = _hand_keypoints(hands, video_id)
             for i in range(a, b):
-                buffer = io.BytesIO()
-                np.save(buffer, stacked[i - a])  # (4, 88): frame, onset, offset, velocity
-                yield {"__key__": f"{video_id}_{frames[i]:06d}", "jpg": jpegs[i], "rolls.npy": buffer.getvalue(),
-                       "json": json.dumps({"video_id": video_id, "frame": frames[i], "t": times[i], "split": split,
-                                           "label_version": version}).encode()}
+                sample = {"__key__": f"{video_id}_{frames[i]:06d}", "jpg": jpegs[i],
+                          "rolls.npy": _npy(stacked[i - a]),  # (4, 88): frame, onset, offset, velocity
+                          "json": json.dumps({"video_id": video_id, "frame": frames[i], "t": times[i], "split": split,
+                                              "label_version": version}).encode()}
+                if keypoints is not None:  # (hands, 21, 2) in keyboard coordinates, NaN where no hand
+                    sample["hands.npy"] = _npy(keypoints[frames[i]])
+                yield sample
+
+
+def _hand_keypoints(hands: dict[str, Path] | None, video_id: str) -> np.ndarray | None:
+    """A video's hand keypoints in keyboard coordinates (n_frames, hands, 21, 2), when the
+    corpus has hands and the video's are there."""
+    path = (hands or {}).get(video_id)
+    if path is None or not path.is_file():
+        return None
+    with np.load(path) as data:
+        return data["keyboard"]
 
 
 def _add_sample(tar: tarfile.TarFile, sample: dict) -> None:
@@ -135,9 +155,10 @@ class _ShardTar:
 
 
 def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str,
-                     corpus: CorpusLayout, config: ShardConfig) -> list[dict]:
-    """Kept frames with their rolls as wds/VERSION/SPLIT/SPLIT-NNNNNN.tar, a stats json per
-    shard; a file record (name, size, hash, samples) of each."""
+                     corpus: CorpusLayout, config: ShardConfig, hands: dict[str, Path] | None = None) -> list[dict]:
+    """Kept frames with their rolls (and hand keypoints, where `hands` has a video's) as
+    wds/VERSION/SPLIT/SPLIT-NNNNNN.tar, a stats json per shard; a file record (name, size,
+    hash, samples) of each."""
     folder = corpus.wds_dir(version, split)
     shards: list[dict] = []
     records: list[dict] = []
@@ -150,7 +171,7 @@ def write_wds_shards(frames_parts: list[Path], sources: dict[str, Path], split: 
         atomic_json(shards[-1], corpus.wds_stats(version, final))
         records.append(file_record(final, samples=shards[-1]["count"]))
 
-    for sample in _samples(frames_parts, sources, split, version):
+    for sample in _samples(frames_parts, sources, split, version, hands):
         size = sum(len(v) for k, v in sample.items() if k != "__key__")
         full = tar is not None and (shards[-1]["count"] >= config.shard_samples
                                     or shards[-1]["payload"] + size > config.shard_bytes)
