@@ -107,7 +107,7 @@ class HandsConfig:
 
     max_hands: int = 4  # two players at one keyboard
     model_complexity: int = 1  # 0: the lite landmark model, 1: the full one
-    min_detection_confidence: float = 0.5
+    min_detection_confidence: float = 0.2  # chosen on real frames (benchmarks/hands_real.py; README)
     min_tracking_confidence: float = 0.5
 
 
