@@ -219,7 +219,9 @@ def av_rows(corpus: CorpusLayout, version: str) -> dict[str, dict]:
 
 def av_figures(table: list[dict]) -> dict:
     """Per split and overall: videos measured, aligned (labels moved), the median |offset|
-    of the confident ones, the mean agreement, and the videos of each audio-visual flag."""
+    of the confident ones, the mean agreement, with hand keypoints the mean share of
+    onsets near a fingertip and the onsets the hands filter dropped, and the videos of
+    each audio-visual flag."""
     out = {}
     for split in sorted({v["split"] for v in table}) + ["overall"]:
         rows = [v for v in table if v["status"] == "ok" and (split == "overall" or v["split"] == split)]
@@ -230,8 +232,15 @@ def av_figures(table: list[dict]) -> dict:
                       "median_abs_offset_s": round(float(np.median([abs(v["av_offset_s"]) for v in confident])), 4)
                       if confident else None,
                       "mean_score": round(float(np.mean([v["av_score"] for v in confident])), 4) if confident else None,
+                      "mean_hands_near": _mean([v.get("av_hands_near") for v in rows]),
+                      "hands_dropped": sum(v.get("av_hands_dropped") or 0 for v in rows),
                       **{flag: [v["video_id"] for v in rows if flag in v["flags"]] for flag in AV_FLAGS}}
     return out
+
+
+def _mean(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(float(np.mean(known)), 4) if known else None
 
 
 def video_table(corpus: CorpusLayout, videos: pd.DataFrame, av: dict[str, dict] | None = None) -> list[dict]:

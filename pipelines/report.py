@@ -22,7 +22,8 @@ from contract.vocab import DROP_REASONS
 from pipelines.audit import AV_FLAGS
 from pipelines.pictures import DROP_COLOURS, figure_tag, video_pictures
 
-AV_SHOWN = ("av_offset_s", "av_confidence", "av_applied_s", "av_precision", "av_recall", "av_score", "av_n_onsets")
+AV_SHOWN = ("av_offset_s", "av_confidence", "av_applied_s", "av_precision", "av_recall", "av_score", "av_n_onsets",
+            "av_hands_near")
 
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}

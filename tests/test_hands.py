@@ -175,3 +175,14 @@ def test_relabel_of_a_corpus_with_hands_keeps_them_and_can_filter_by_them(hands_
     shard = sorted((out / "wds" / new / "train").glob("*.tar"))[0]
     with tarfile.open(shard) as tar:
         assert any(n.endswith(".hands.npy") for n in tar.getnames())
+
+
+def test_the_audit_reports_the_fingertips_agreement_per_split(hands_corpus):
+    out, _ = hands_corpus
+    audited = _cli("audit", str(out))
+    assert audited.returncode == 0, audited.stderr[-2000:]
+    figures = json.loads((out / "stats" / "audit.json").read_text())["av"]
+    version = json.loads((out / "corpus.json").read_text())["default_label_version"]
+    av = pq.read_table(out / "labels" / version / "av.parquet").to_pylist()
+    assert figures["overall"]["hands_dropped"] == sum(r["av_hands_dropped"] or 0 for r in av)
+    assert "mean_hands_near" in figures["train"]
