@@ -33,6 +33,8 @@ def expected_files(corpus: CorpusLayout, files: dict) -> list[tuple[Path, dict]]
     for version, splits in files.get("wds", {}).items():
         for split, shards in splits.items():
             out += [(corpus.wds_dir(version, split) / s["name"], s) for s in shards]
+    for version, record in files.get("av", {}).items():
+        out.append((corpus.av_table(version), record))
     for version, videos in files.get("hands", {}).items():
         out += [(corpus.hands_dir(version) / r["name"], r) for r in videos.values()]
     return out

@@ -77,8 +77,9 @@ def write_corpus_json(target: CorpusLayout, config: dict, manifest: str | None, 
     previous = json.loads(source.read_text()) if source.is_file() else {}
     versions = {**previous.get("label_versions", {}), version: spec}
     recorded = previous.get("files", {})
-    files = {**recorded, **{k: v for k, v in (files or {}).items() if k not in ("labels", "wds")},
-             **{kind: {**recorded.get(kind, {}), **(files or {}).get(kind, {})} for kind in ("labels", "wds")}}
+    by_version = ("labels", "wds", "av")  # kinds recorded per label version: a new version's join the others'
+    files = {**recorded, **{k: v for k, v in (files or {}).items() if k not in by_version},
+             **{kind: {**recorded.get(kind, {}), **(files or {}).get(kind, {})} for kind in by_version}}
     default = version if make_default else previous.get("default_label_version") or version
     atomic_json({
         "format": CORPUS_FORMAT,

@@ -321,7 +321,8 @@ def write_label_version(config: BuildConfig, corpus: CorpusLayout, video_rows: l
     atomic_parquet(pa.Table.from_pylist(av_rows, schema=AV_SCHEMA), corpus.av_table(version))
     atomic_json({**spec, "label_version": version}, corpus.label_json(version))
     write_corpus_json(corpus, config.recorded(), config.manifest, version, spec, make_default,
-                      files={**(files or {}), "labels": {version: labels}, "wds": {version: wds}})
+                      files={**(files or {}), "labels": {version: labels}, "wds": {version: wds},
+                             "av": {version: file_record(corpus.av_table(version), rows=len(av_rows))}})
     return stats
 
 

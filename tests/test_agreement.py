@@ -175,3 +175,18 @@ def test_the_audit_reports_the_agreement_per_video_and_split_with_the_flagged_cu
     assert "<h2>Audio and pictures</h2>" in report
     assert 'alt="agreement over the offsets: swapped, mirror"' in report or \
         'alt="agreement over the offsets: mirror, swapped"' in report
+
+
+def test_verify_names_a_damaged_agreement_table(av_corpus, tmp_path):
+    """labels/VERSION/av.parquet is in corpus.json's file records like the parts and tars:
+    verify names it when it is cut short (it was not checked at all)."""
+    import shutil
+
+    out, _, _ = av_corpus
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, symlinks=True)
+    version = json.loads((copy / "corpus.json").read_text())["default_label_version"]
+    table = (copy / "labels" / version / "av.parquet").resolve()
+    table.write_bytes(table.read_bytes()[:-40])
+    verified = _cli("verify", str(copy))
+    assert verified.returncode != 0 and "av.parquet" in verified.stdout + verified.stderr
