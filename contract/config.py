@@ -134,6 +134,7 @@ class BuildConfig:
     shards: ShardConfig = field(default_factory=ShardConfig)
     fetch: FetchOptions = field(default_factory=FetchOptions)
     hands: HandsConfig | None = None  # hand keypoints of the kept frames (hands/VERSION/): off unless asked
+    segment_s: float | None = 120.0  # a longer video's frame pass runs as segments of this length in parallel (same frames)
     ray: RayConfig = field(default_factory=RayConfig)
     retry_failed: bool = False
     manifest: str | None = None  # the manifest built from (recorded in corpus.json; the audit reads it)

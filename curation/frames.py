@@ -106,12 +106,18 @@ def silent_frames(rms: np.ndarray, fps: float, config: FrameConfig) -> np.ndarra
     return drop
 
 
-def decode_at_fps(path: str | Path, fps: float, rows: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+SEEK_MARGIN_S = 1.0  # a segment's seek aims this far before its first frame's time (and lands at the keyframe before)
+
+
+def decode_at_fps(path: str | Path, fps: float, rows: tuple[int, int] | None = None, first: int = 0,
+                  stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(corpus frame index, BGR frame): for corpus frame k, the source frame showing at
     its centre time (k+0.5)/fps; as many frames as the stream's duration holds at `fps`.
     With `rows` (start, stop), only those rows of each frame (the keyboard's band). A
     source frame is converted to BGR only when it is yielded, once. Decoding is threaded,
-    within the task's thread budget."""
+    within the task's thread budget. Only frames `first` <= k < `stop`: decoded from a
+    seek to the keyframe before `first`, the very frames a decode from the start gives
+    (from the start when the seek lands too late to tell: a container without an index)."""
     import av
 
     with av.open(str(path)) as container:
@@ -124,18 +130,42 @@ def decode_at_fps(path: str | Path, fps: float, rows: tuple[int, int] | None = N
         else:
             duration = float(container.duration) / av.time_base if container.duration else None
         n_total = int(round(duration * fps)) if duration else None
+        stop = n_total if stop is None else min(stop, n_total) if n_total is not None else stop
         k, previous, image = 0, None, None
-        for frame in container.decode(stream):
+        for frame in _decoded_from(container, stream, (first + 0.5) / fps if first > 0 else None, start, base):
             t = (frame.pts or 0) * base - start
-            while previous is not None and (k + 0.5) / fps < t and (n_total is None or k < n_total):
+            while previous is not None and (k + 0.5) / fps < t and (stop is None or k < stop):
+                if k >= first:
+                    image = to_bgr(previous, rows) if image is None else image
+                    yield k, image
+                k += 1
+            if stop is not None and k >= stop:
+                return
+            previous, image = frame, None
+        end = stop if stop is not None else k + 1  # a stream of unknown duration: its last frame once
+        while previous is not None and k < end:
+            if k >= first:
                 image = to_bgr(previous, rows) if image is None else image
                 yield k, image
-                k += 1
-            previous, image = frame, None
-        while previous is not None and k < (n_total if n_total is not None else k + 1):
-            image = to_bgr(previous, rows) if image is None else image
-            yield k, image
             k += 1
+
+
+def _decoded_from(container, stream, needed_s: float | None, start: float, base: float) -> Iterator:
+    """The stream's frames from the keyframe before `needed_s` (seconds from the stream's
+    start; None: from the start). A seek that lands after it starts again from the top."""
+    if needed_s is None:
+        yield from container.decode(stream)
+        return
+    container.seek(int(max(0.0, needed_s - SEEK_MARGIN_S + start) / base), stream=stream, backward=True)
+    frames = container.decode(stream)
+    head = next(frames, None)
+    if head is not None and (head.pts or 0) * base - start > needed_s:
+        container.seek(int(start / base), stream=stream, backward=True)
+        frames = container.decode(stream)
+        head = next(frames, None)
+    if head is not None:
+        yield head
+        yield from frames
 
 
 def to_bgr(frame, rows: tuple[int, int] | None = None) -> np.ndarray:
@@ -165,15 +195,17 @@ def keyboard_rows(quad, margin: int = 2) -> tuple[int, int]:
 
 def frame_pass(path: str | Path, quad, reference: np.ndarray, config: FrameConfig = FrameConfig(),
                silent: np.ndarray | None = None, start_s: float | None = None,
-               end_s: float | None = None, with_key_levels: bool = True) -> Iterator[list[FrameRecord]]:
-    """Batches of FrameRecords for every frame of the video at the corpus fps (without the
-    kept frames' key levels when not asked: benchmarks/av_agreement.py's anchor)."""
+               end_s: float | None = None, with_key_levels: bool = True, first: int = 0,
+               stop: int | None = None) -> Iterator[list[FrameRecord]]:
+    """Batches of FrameRecords for every frame of the video at the corpus fps, or for the
+    segment `first` <= k < `stop` of them (without the kept frames' key levels when not
+    asked: benchmarks/av_agreement.py's anchor)."""
     rows = keyboard_rows(quad)  # only the keyboard's band is converted to BGR; its top row is the crop's origin
     matrix = rectifier(quad, config) @ np.array([[1, 0, 0], [0, 1, rows[0]], [0, 0, 1]], np.float64)
     reference_profile = black_key_profile(reference)
     encode = [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
     batch: list[FrameRecord] = []
-    for k, frame in decode_at_fps(path, config.fps, rows):
+    for k, frame in decode_at_fps(path, config.fps, rows, first, stop):
         t = (k + 0.5) / config.fps
         crop = rectify(frame, matrix, config)
         reason = None

@@ -38,9 +38,11 @@ from manifests.schema import ManifestRow
 AUDIO_RATE = 44100
 
 
-def process_video(row: ManifestRow, corpus: CorpusLayout, fetch: FetchOptions, settings: VideoSettings) -> dict:
+def process_video(row: ManifestRow, corpus: CorpusLayout, fetch: FetchOptions, settings: VideoSettings,
+                  segment_s: float | None = None) -> dict:
     """The visual and audio half of one video; its videos.parquet row, also kept in the
-    work state with the settings' digest (what resume compares)."""
+    work state with the settings' digest (what resume compares). Inside Ray, a video
+    longer than `segment_s` has its frame pass run as segments in parallel (`_frame_batches`)."""
     if budget := thread_budget():
         cv2.setNumThreads(budget)  # OpenCV's 0 would mean "no threads", not "default"
     result = new_video_row(row.video_id, row.dataset, row.split, row.url)
@@ -50,7 +52,7 @@ def process_video(row: ManifestRow, corpus: CorpusLayout, fetch: FetchOptions, s
             raise Failure(record.error_class or "other", record.error or record.status)
         media = fetch.cache / record.path
         try:
-            _visual_and_audio(row, media, corpus, settings, result)
+            _visual_and_audio(row, media, corpus, settings, result, segment_s)
         except av.error.FFmpegError as error:  # the container probed, the streams do not decode
             raise Failure("corrupt", f"{media.name}: decoding fails part-way through the file ({error})") from None
         result["status"] = "ok"
@@ -77,7 +79,7 @@ def process_video(row: ManifestRow, corpus: CorpusLayout, fetch: FetchOptions, s
 
 
 def _visual_and_audio(row: ManifestRow, media: Path, corpus: CorpusLayout, settings: VideoSettings,
-                      result: dict) -> None:
+                      result: dict, segment_s: float | None) -> None:
     try:
         info = probe(media)
     except ProbeError as error:  # fetch probed it; the cached file changed since
@@ -107,10 +109,63 @@ def _visual_and_audio(row: ManifestRow, media: Path, corpus: CorpusLayout, setti
     silent = silent_frames(rms, config.fps, config)
     # The keyboard without hands: the median over the frames it was seen in.
     reference = reference_crop([frames[i] for i in location.fitted] or frames, location.quad, config)
-    counts = _write_frames(row.video_id, frame_pass(media, location.quad, reference, config, silent=silent,
-                                                    start_s=row.start_s, end_s=row.end_s),
-                           corpus.work.frames(row.video_id), corpus.work.key_levels(row.video_id))
+    batches = _frame_batches(media, location.quad, reference, config, silent, row, n_frames, segment_s)
+    counts = _write_frames(row.video_id, batches, corpus.work.frames(row.video_id),
+                           corpus.work.key_levels(row.video_id))
     result.update(fps=config.fps, **counts)
+
+
+def frame_segments(n_frames: int, fps: float, segment_s: float | None) -> list[tuple[int, int]]:
+    """[first, stop) frame ranges of about `segment_s` each covering the video (one range
+    when it is not longer, or `segment_s` is None or 0)."""
+    if not segment_s or n_frames <= segment_s * fps:
+        return [(0, n_frames)]
+    count = int(np.ceil(n_frames / (segment_s * fps)))
+    bounds = np.linspace(0, n_frames, count + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds, bounds[1:])]
+
+
+def _frame_batches(media: Path, quad, reference: np.ndarray, config, silent: np.ndarray, row: ManifestRow,
+                   n_frames: int, segment_s: float | None):
+    """The frame pass's batches, in frame order: in one pass, or inside Ray for a video
+    longer than `segment_s` as one task per segment (the video's task waits, its CPU
+    lent to them), joined in order: the very frames one pass gives, a long recital no
+    longer one straggler."""
+    segments = frame_segments(n_frames, config.fps, segment_s)
+    if len(segments) == 1 or not _in_ray():
+        yield from frame_pass(media, quad, reference, config, silent=silent, start_s=row.start_s, end_s=row.end_s)
+        return
+    import ray
+
+    task = ray.remote(num_cpus=1)(_segment_records)
+    last = len(segments) - 1
+    pending = [task.remote(str(media), quad, reference, config, silent, row.start_s, row.end_s, first,
+                           None if i == last else stop) for i, (first, stop) in enumerate(segments)]
+    batch: list = []  # cut as one pass cuts them (the work file's row groups follow the batches)
+    for ref in pending:
+        for record in ray.get(ref):
+            batch.append(record)
+            if len(batch) >= config.batch_frames:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _segment_records(media: str, quad, reference, config, silent, start_s, end_s, first: int, stop: int | None):
+    """One segment's FrameRecords (a Ray task: within its thread budget)."""
+    if budget := thread_budget():
+        cv2.setNumThreads(budget)
+    return [r for batch in frame_pass(media, quad, reference, config, silent=silent, start_s=start_s, end_s=end_s,
+                                      first=first, stop=stop) for r in batch]
+
+
+def _in_ray() -> bool:
+    try:
+        import ray
+    except ImportError:
+        return False
+    return ray.is_initialized()
 
 
 def _located_iou(frames: list[np.ndarray], manifest_quad, shape: tuple[int, int]) -> float | None:

@@ -181,7 +181,7 @@ def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: LabelerConf
 
     def video_stage(item: dict) -> dict:
         row = by_index[item["i"]]
-        result = _video_done(config, row) or process_video(row, corpus, fetch, settings)
+        result = _video_done(config, row) or process_video(row, corpus, fetch, settings, config.segment_s)
         if hands and result["status"] == "ok":  # before its labels: an onset filter reads them
             process_hands(result, corpus, fetch.cache, settings, config.hands, hands)
         return {k: result.get(k) for k in ("video_id", "status", "n_frames", "fps")}

@@ -281,6 +281,9 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
                    help="hand keypoints of the kept frames (MediaPipe Hands, offline) into hands/VERSION/ and the "
                         "WebDataset's KEY.hands.npy; about 20-50 ms a frame on a CPU (default off)")
     p.add_argument("--max-hands", type=int, default=4, help="with --hands: hands a frame at most (default 4)")
+    p.add_argument("--segment-seconds", type=float, default=120.0, metavar="SECONDS",
+                   help="a longer video's frame pass runs as segments of this length in parallel, joined into the "
+                        "same frames (0: never; default 120)")
     p.set_defaults(run=_run_build)
 
 
@@ -353,7 +356,7 @@ def _build_config(args: argparse.Namespace):
     if args.hands:
         record["hands"] = asdict(HandsConfig(max_hands=args.max_hands))
     config = BuildConfig.of_corpus(args.out, record, cache=args.cache, retry_failed=args.retry_failed,
-                                   progress_every_s=args.progress_every,
+                                   progress_every_s=args.progress_every, segment_s=args.segment_seconds or None,
                                    ray=RayConfig(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
                                                  address=args.address))
     config.fetch = replace(config.fetch, requests_per_s=args.requests_per_second or None)

@@ -180,3 +180,44 @@ def test_audio_streamed_to_flac_gives_the_same_frame_rms_and_samples(synth_no_ha
     flac, flac_rate = load_audio(tmp_path / "a.flac")
     assert flac_rate == 44100 and len(flac) == len(audio) and np.abs(flac - audio).max() < 1e-4
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_segments_of_the_frame_pass_joined_are_the_whole_pass(tmp_path):
+    """A long video is decoded as segments, each from a seek to the keyframe before it:
+    joined they must be the frames (crops, decisions, similarities, key levels) of one
+    pass from the start, at segment bounds anywhere (between keyframes, at the end)."""
+    import av
+
+    from synth.video import SynthConfig, make_video
+
+    make_video(tmp_path, "seg", 21, SynthConfig(seconds=8, width=640, height=360, cut=True, audio="pretty_midi"))
+    video = tmp_path / "seg.mp4"
+    keyed = tmp_path / "keyed.mp4"  # a keyframe every 25 frames, as YouTube's are every few seconds
+    with av.open(str(video)) as source, av.open(str(keyed), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        stream.codec_context.gop_size = 25
+        for frame in source.decode(video=0):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    config = FrameConfig()
+    frames, _ = sample_frames(keyed)
+    location = locate_in_frames(frames)
+    reference = reference_crop(frames, location.quad, config)
+
+    def records(first=0, stop=None):
+        return [r for batch in frame_pass(keyed, location.quad, reference, config, first=first, stop=stop)
+                for r in batch]
+
+    whole = records()
+    n = len(whole)
+    for bounds in ([0, 60, 137, n], [0, 25, 50, n], [0, n - 1, n]):
+        joined = [r for a, b in zip(bounds, bounds[1:]) for r in records(a, b)]
+        assert [r.frame for r in joined] == list(range(n))
+        for a, b in zip(whole, joined):
+            assert (a.kept, a.drop_reason, a.jpeg, a.keyboard_similarity) == (b.kept, b.drop_reason, b.jpeg,
+                                                                                b.keyboard_similarity), a.frame
+            assert (a.key_levels is None) == (b.key_levels is None)
+            assert a.key_levels is None or np.array_equal(a.key_levels, b.key_levels)
