@@ -6,6 +6,7 @@ import collections
 
 import cv2
 import numpy as np
+import pytest
 
 from contract.config import FrameConfig
 from curation.audio import audio_to_flac, load_audio
@@ -221,3 +222,25 @@ def test_segments_of_the_frame_pass_joined_are_the_whole_pass(tmp_path):
                                                                                 b.keyboard_similarity), a.frame
             assert (a.key_levels is None) == (b.key_levels is None)
             assert a.key_levels is None or np.array_equal(a.key_levels, b.key_levels)
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_of_unknown_duration_ends(tmp_path):
+    """A raw H.264 stream carries no duration: its frames come out, the last once (the
+    loop after the last frame never ended)."""
+    import av
+
+    path = tmp_path / "raw.h264"
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8),
+                                                                    format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.duration is None and container.streams.video[0].duration is None
+    picked = list(decode_at_fps(path, 25.0))
+    assert 1 <= len(picked) <= 10 and [k for k, _ in picked] == list(range(len(picked)))
