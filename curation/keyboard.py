@@ -69,6 +69,7 @@ CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (P
 CLIP_MAX_BOTH = 1.95  # and both ends together this many (about one each): more is an 88 cropped, not framed tight
 SEALED_SEAMS = 5  # of 6 (`KeyboardFit.seams`): the seams stop at both ends, as an 88's do
 MIN_FRAMES_TO_CONFIRM = 6  # of a video's sampled frames: from this many, a weak fit needs a second frame
+FEW_FRAMES = 0.25  # and weak fits without seams at their ends need this share of them
 WEAK_FLIPPED = "black keys on the player's side with A0 on the left, on weak evidence (a flipped video?)"
 FRONT = 1 / BLACK_LENGTH  # the white keys' front in black-key lengths from the back
 
@@ -863,12 +864,17 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
         elif fit is not None:
             partial.append(fit)
     group = _consistent(fits, small[0].shape[1]) if fits else []
-    if len(frames) >= MIN_FRAMES_TO_CONFIRM and len(group) == 1 and fits[group[0]].matched < MIN_BLACK_STRONG:
-        fits, fitted, group = [], [], []  # one weak fit that no other frame confirms: a title's letters, a pattern
+    weak = bool(group) and max(fits[i].matched for i in group) < MIN_BLACK_STRONG
+    sealed = bool(group) and np.median([fits[i].seams for i in group]) >= SEALED_SEAMS
+    if len(frames) >= MIN_FRAMES_TO_CONFIRM and weak and (len(group) == 1 or (
+            not sealed and len(group) < FEW_FRAMES * len(frames))):
+        # one weak fit that no other frame confirms, or a few with no white keys' seams at
+        # their ends: a title's letters (shown in a few frames alike), a pattern
+        fits, fitted, group = [], [], []
     # A crop shows in most frames, noise does not; a full fit in a few frames of many
     # partial ones is a fluke (a hand or the light making a 76-key keyboard look whole),
     # unless 3 or more agree and the white keys' seams stop at both their ends.
-    sealed = len(group) >= 3 and np.median([fits[i].seams for i in group]) >= SEALED_SEAMS
+    sealed = sealed and len(group) >= 3
     if (not fits and len(partial) >= max(1, 0.2 * len(frames))) or (len(partial) >= 4 * max(1, len(fits))
                                                                      and not sealed):
         seen = int(np.median([p.keys_seen for p in partial]))

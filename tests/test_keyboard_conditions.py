@@ -206,6 +206,25 @@ def test_a_weak_fit_in_one_frame_of_many_is_no_keyboard(scene):
     assert caught.value.reason == "no_keyboard" and "title.mp4" in str(caught.value)
 
 
+def test_a_few_weak_fits_without_seams_at_their_ends_are_no_keyboard(scene):
+    """A title card shown in two of a video's 24 sampled frames fitted the model weakly
+    (17 black keys, no white keys' seams at its ends) the same way in both: two weak fits
+    agreeing are no confirmation when no seams stop at their ends (a synthetic video
+    without a keyboard was accepted so); the same frame alone is taken."""
+    frame, _, to_frame = scene
+    white = np.median(frame[_keyboard_mask(frame.shape, to_frame, 20, 30, 0.8, 0.95)], axis=0)
+    weak = frame.copy()
+    for m0, m1 in ((-0.5, 3.6), (N_WHITE - 3.6, N_WHITE + 0.5)):  # the ends' seams painted over
+        weak[_keyboard_mask(frame.shape, to_frame, m0, m1, 0.66, 1.0)] = white
+    weak[_keyboard_mask(frame.shape, to_frame, 14, 36, -0.1, 1.1)] = (90, 120, 180)  # a hand: 21 black keys left
+    assert locate_in_frames([weak]).frames_used == 1
+    rng = np.random.default_rng(1)
+    dark = [np.clip(rng.normal(45, 3, frame.shape), 0, 255).astype(np.uint8) for _ in range(22)]
+    with pytest.raises(KeyboardNotFound) as caught:
+        locate_in_frames([weak, dark[0], weak] + dark[1:], "title.mp4")
+    assert caught.value.reason == "no_keyboard"
+
+
 def test_white_keys_running_on_beyond_an_end_are_not_an_88(scene):
     """A row of keys longer than the model (three more white keys drawn beyond C8, their
     seams included; in real frames an open upright's hammers above its keys were so
