@@ -55,10 +55,11 @@ def test_sustain_pedal_holds_released_notes_until_lift_or_restrike():
 def test_label_version_changes_with_what_decides_the_labels_only():
     spec = {"backend": "basic-pitch", "weights_sha256": "ab" * 32, "params": {"onset_threshold": 0.6},
             "fps": 25.0, "sustain_pedal": False, "backend_version": "0.4.0", "weights": "nmp.onnx",
-            "label_logic": "rolls/1 sustain/1 basic-pitch-post/1", "av_align": "auto av/1"}
+            "label_logic": "rolls/1 sustain/1 basic-pitch-post/1", "av_align": "auto av/1", "onset_filter": "none"}
     same = label_version({**spec, "weights": "renamed.onnx"})
     assert label_version(spec) == same and label_version(spec).startswith("basic-pitch-")
+    assert label_version({**spec, "hands": "mediapipe-0123456789"}) == same  # checked against, not filtered by
     for change in ({"params": {"onset_threshold": 0.5}}, {"fps": 30.0}, {"sustain_pedal": True},
                    {"weights_sha256": "cd" * 32}, {"backend_version": "0.4.1"}, {"label_logic": "rolls/2"},
-                   {"av_align": "off"}, {"av_align": "auto av/2"}):
+                   {"av_align": "off"}, {"av_align": "auto av/2"}, {"onset_filter": "hands mediapipe-0123456789"}):
         assert label_version({**spec, **change}) != label_version(spec)
