@@ -130,7 +130,8 @@ def decode_at_fps(path: str | Path, fps: float, rows: tuple[int, int] | None = N
         else:
             duration = float(container.duration) / av.time_base if container.duration else None
         n_total = int(round(duration * fps)) if duration else None
-        stop = n_total if stop is None else min(stop, n_total) if n_total is not None else stop
+        if n_total is not None:
+            stop = n_total if stop is None else min(stop, n_total)
         k, previous, image = 0, None, None
         for frame in _decoded_from(container, stream, (first + 0.5) / fps if first > 0 else None, start, base):
             t = (frame.pts or 0) * base - start

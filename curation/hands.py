@@ -166,8 +166,9 @@ def video_hands(media: str | Path, quad, kept: np.ndarray, frames: FrameConfig, 
     atomic_write(out, lambda part: _save(part, landmarks=landmarks, keyboard=keyboard.astype(np.float16),
                                          handedness=handedness, score=score, tip_keys=tip_keys))
     with_hand = (handedness >= 0).any(axis=1)
-    return {"frames_searched": int(kept[:n].sum()), "frames_with_hands": int(with_hand.sum()),
-            "hands_per_frame": round(float((handedness >= 0).sum() / max(1, kept[:n].sum())), 3)}
+    searched = int(kept.sum())
+    return {"frames_searched": searched, "frames_with_hands": int(with_hand.sum()),
+            "hands_per_frame": round(float((handedness >= 0).sum() / max(1, searched)), 3)}
 
 
 def _save(path: Path, **arrays) -> None:

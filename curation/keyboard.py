@@ -874,9 +874,9 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
     # A crop shows in most frames, noise does not; a full fit in a few frames of many
     # partial ones is a fluke (a hand or the light making a 76-key keyboard look whole),
     # unless 3 or more agree and the white keys' seams stop at both their ends.
-    sealed = sealed and len(group) >= 3
+    confirmed = sealed and len(group) >= 3
     if (not fits and len(partial) >= max(1, 0.2 * len(frames))) or (len(partial) >= 4 * max(1, len(fits))
-                                                                     and not sealed):
+                                                                     and not confirmed):
         seen = int(np.median([p.keys_seen for p in partial]))
         raise KeyboardNotFound("partial_keyboard", f"{label}: a keyboard of about {seen} keys seen in {len(partial)} of "
                                                    f"{len(frames)} sampled frames, but never a full 88-key keyboard "

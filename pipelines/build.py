@@ -302,11 +302,12 @@ def write_label_version(config: BuildConfig, corpus: CorpusLayout, video_rows: l
     label work files; the version, the configuration and the file records (`files`: those
     of videos.parquet and the frames parts when they were written too) into its corpus.json."""
     stats, labels, wds = {"splits": {}}, {}, {}
+    hands_version = _hands_version(config)
     for split, ids in _ok_by_split(video_rows).items():
         frames_parts = corpus.frame_parts(split)
         sources = {v: corpus.work.label_rolls(version, v) for v in ids}
         labels[split] = write_label_parts(frames_parts, sources, corpus.label_parts_dir(version, split))
-        hands = {v: corpus.work.hands(hands_version, v) for v in ids} if (hands_version := _hands_version(config)) else None
+        hands = {v: corpus.work.hands(hands_version, v) for v in ids} if hands_version else None
         wds[split] = write_wds_shards(frames_parts, sources, split, version, corpus, config.shards, hands)
         stats["splits"][split] = {"videos": len(ids), "parquet_parts": len(frames_parts), "wds_shards": len(wds[split]),
                                   "samples": sum(s["samples"] for s in wds[split])}
@@ -353,14 +354,14 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
 def _assembly_inputs(config: BuildConfig, video_rows: list[dict], version: str, spec: dict) -> str:
     """A digest of everything the published files are made from: the configuration, the
     rows, the label spec and each ok video's work files (size and modification time)."""
-    work, stamps = config.layout.work, []
+    work, stamps, hands = config.layout.work, [], _hands_version(config)
     for row in video_rows:
         if row["status"] == "ok":
-            hands = [work.hands(v, row["video_id"]) for v in [_hands_version(config)] if v]
-            for path in (work.frames(row["video_id"]), work.label_rolls(version, row["video_id"]), *hands):
-                if path.is_file():
-                    stat = path.stat()
-                    stamps.append([path.name, stat.st_size, stat.st_mtime_ns])
+            optional = [work.hands(hands, row["video_id"])] if hands else []  # a video whose hands failed has none
+            for path in (work.frames(row["video_id"]), work.label_rolls(version, row["video_id"]),
+                         *(p for p in optional if p.is_file())):
+                stat = path.stat()
+                stamps.append([path.name, stat.st_size, stat.st_mtime_ns])
     return json_digest({"config": config.recorded(), "manifest": config.manifest, "rows": video_rows,
                         "version": version, "spec": spec, "work": stamps}, 32)
 

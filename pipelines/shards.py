@@ -100,7 +100,7 @@ def _npy(array: np.ndarray) -> bytes:
 
 def _samples(frames_parts: list[Path], sources: dict[str, Path], split: str, version: str,
              hands: dict[str, Path] | None = None) -> Iterator[dict]:
-    labels = _LabelTables(sources)
+    labels, last_hands = _LabelTables(sources), {}
     for table in _frame_parts(frames_parts):
         kept = table.filter(pa.compute.field("kept"))
         ids, frames = kept.column("video_id").to_pylist(), kept.column("frame").to_pylist()
@@ -109,7 +109,7 @@ def _samples(frames_parts: list[Path], sources: dict[str, Path], split: str, ver
             rolls = labels.rows(video_id, frames[a:b])
             stacked = np.stack([np.array(rolls.column(c).to_pylist(), np.uint8)
                                 for c in ("frame_roll", "onset_roll", "offset_roll", "velocity")], axis=1)
-            keypoints = _hand_keypoints(hands, video_id)
+            keypoints = _hand_keypoints(hands, video_id, last_hands)
             for i in range(a, b):
                 sample = {"__key__": f"{video_id}_{frames[i]:06d}", "jpg": jpegs[i],
                           "rolls.npy": _npy(stacked[i - a]),  # (4, 88): frame, onset, offset, velocity
@@ -120,14 +120,17 @@ def _samples(frames_parts: list[Path], sources: dict[str, Path], split: str, ver
                 yield sample
 
 
-def _hand_keypoints(hands: dict[str, Path] | None, video_id: str) -> np.ndarray | None:
+def _hand_keypoints(hands: dict[str, Path] | None, video_id: str, last: dict) -> np.ndarray | None:
     """A video's hand keypoints in keyboard coordinates (n_frames, hands, 21, 2), when the
-    corpus has hands and the video's are there."""
+    corpus has hands and the video's are there; `last` keeps the video read last (its
+    frames run on into the next part)."""
     path = (hands or {}).get(video_id)
     if path is None or not path.is_file():
         return None
-    with np.load(path) as data:
-        return data["keyboard"]
+    if last.get("video_id") != video_id:
+        with np.load(path) as data:
+            last.update(video_id=video_id, keypoints=data["keyboard"])
+    return last["keypoints"]
 
 
 def _add_sample(tar: tarfile.TarFile, sample: dict) -> None:
