@@ -252,6 +252,7 @@ def assemble(config: BuildConfig, video_rows: list[dict], version: str, spec: di
     for other, other_spec in remade.items():
         write_label_version(config, corpus, video_rows, other, other_spec)
     stats["totals"] = video_totals(video_rows)
+    stats["failed_videos"] = {r["video_id"]: r["error"] for r in video_rows if r["status"] == "failed"}
     atomic_json(stats, corpus.summary_json)
     publish(corpus)
     return stats

@@ -295,6 +295,9 @@ def _size(text: str, flag: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
+FAILED_SHOWN = 20  # the failed videos the summary names, each with its error
+
+
 def print_summary(stats: dict, out: Path) -> None:
     totals = stats["totals"]
     failed = ", ".join(f"{n} {c}" for c, n in sorted(totals["failed"].items())) or "none"
@@ -309,6 +312,10 @@ def print_summary(stats: dict, out: Path) -> None:
         print(f"  {split:8s} {s['videos']} videos, {s['samples']} samples in {s['wds_shards']} WebDataset shard(s), "
               f"{s['parquet_parts']} Parquet part(s)")
     print(f"  took     {stats['seconds']:.1f} s")
+    for video_id, error in list(stats.get("failed_videos", {}).items())[:FAILED_SHOWN]:
+        print(f"  failed   {video_id}: {error}")
+    if len(stats.get("failed_videos", {})) > FAILED_SHOWN:
+        print(f"  failed   ... and {len(stats['failed_videos']) - FAILED_SHOWN} more (videos.parquet has them all)")
 
 
 def _add_config(p: argparse.ArgumentParser, what: str) -> None:
@@ -439,6 +446,10 @@ def _run_relabel(args: argparse.Namespace) -> int:
     for split, s in stats["splits"].items():
         print(f"  {split:8s} {s['videos']} videos, {s['samples']} samples in {s['wds_shards']} WebDataset shard(s)")
     print(f"  took     {stats['seconds']:.1f} s")
+    for video_id, error in list(stats.get("failed_videos", {}).items())[:FAILED_SHOWN]:
+        print(f"  failed   {video_id}: {error}")
+    if len(stats.get("failed_videos", {})) > FAILED_SHOWN:
+        print(f"  failed   ... and {len(stats['failed_videos']) - FAILED_SHOWN} more (videos.parquet has them all)")
     return 0
 
 

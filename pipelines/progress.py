@@ -23,7 +23,7 @@ class BuildProgress:
     def __init__(self, work: WorkLayout, video_ids: list[str], every_s: float = 30.0, stream=None,
                  label_version: str | None = None):
         self.work, self.video_ids, self.label_version = work, list(video_ids), label_version
-        self.labelled: set[str] = set()
+        self.labelled: dict[str, bool] = {}  # video -> its labels are ok
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every_s = 1.0 if self.tty else every_s
@@ -50,9 +50,8 @@ class BuildProgress:
 
     def _poll(self) -> None:
         for video_id in self.video_ids:
-            if self.label_version and video_id not in self.labelled and \
-                    self.work.label_record(self.label_version, video_id).is_file():
-                self.labelled.add(video_id)
+            if self.label_version and video_id not in self.labelled:
+                self._poll_labels(video_id)
             if video_id in self.seen:
                 continue
             path = self.work.video_json(video_id)
@@ -62,6 +61,14 @@ class BuildProgress:
                 except (OSError, ValueError):  # being replaced right now: next poll
                     pass
 
+    def _poll_labels(self, video_id: str) -> None:
+        path = self.work.label_record(self.label_version, video_id)
+        if path.is_file():
+            try:
+                self.labelled[video_id] = json.loads(path.read_text()).get("label_status") == "ok"
+            except (OSError, ValueError):  # being replaced right now: next poll
+                pass
+
     def line(self) -> str:
         """The progress as one line."""
         new = [r for v, r in self.seen.items() if v not in self.resumed]
@@ -70,7 +77,9 @@ class BuildProgress:
         kept = sum(r.get("n_kept") or 0 for r in self.seen.values())
         seconds = sum(r.get("duration_s") or 0.0 for r in new)
         wall = max(time.perf_counter() - self.started, 1e-6)
-        labelled = [f"{len(self.labelled)}/{ok} labelled"] if self.label_version else []
+        label_failed = sum(not good for good in self.labelled.values())
+        labelled = [f"{len(self.labelled) - label_failed}/{ok} labelled"
+                    + (f" ({label_failed} failed)" if label_failed else "")] if self.label_version else []
         parts = [f"{len(self.seen)}/{len(self.video_ids)} videos ({ok} ok, {failed} failed"
                  + (f", {len(self.resumed)} from an earlier run" if self.resumed else "") + ")",
                  *labelled, f"{kept:,} frames kept", f"{seconds / 60:,.1f} min of video this run",

@@ -113,7 +113,7 @@ def av_corpus(tmp_path_factory):
         f"mirror,{(media / 'mirror.mp4').as_uri()},test,{box},640x360\n")
     out = tmp_path_factory.mktemp("av") / "corpus"
     built = _cli("build", str(media / "manifest.csv"), "--out", str(out), "--labeler", "basic-pitch", "--num-cpus", "2")
-    assert built.returncode == 0, built.stderr[-3000:]
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     return out, truths, media
 
 
@@ -151,7 +151,7 @@ def test_a_build_measures_each_video_and_moves_only_late_labels(av_corpus):
 def test_relabel_with_av_align_off_measures_the_same_offset_and_moves_nothing(av_corpus):
     out, _, media = av_corpus
     done = _cli("relabel", str(out), "--labeler", "basic-pitch", "--av-align", "off", "--num-cpus", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     meta = json.loads((out / "corpus.json").read_text())
     off = [v for v, spec in meta["label_versions"].items() if spec["av_align"] == "off"]
     assert len(off) == 1 and off[0] != meta["default_label_version"]
@@ -163,7 +163,7 @@ def test_relabel_with_av_align_off_measures_the_same_offset_and_moves_nothing(av
 def test_the_audit_reports_the_agreement_per_video_and_split_with_the_flagged_curves(av_corpus):
     out, _, _ = av_corpus
     done = _cli("audit", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((out / "stats" / "audit.json").read_text())
     videos = {v["video_id"]: v for v in result["videos"]}
     assert "av_mismatch" in videos["swapped"]["flags"] and "av_mirrored" in videos["mirror"]["flags"]

@@ -30,7 +30,7 @@ FAILED = {"unavailable": 1, "corrupt": 1, "no_audio": 1, "no_keyboard": 1}
 def _run(*args, timeout=600) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", *map(str, args)], capture_output=True, text=True,
                             timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 

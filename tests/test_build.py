@@ -60,6 +60,17 @@ def test_videos_table_has_every_row_with_failures_classified(corpus):
     assert stats["totals"]["ok"] == 3 and sum(stats["totals"]["failed"].values()) == 4
 
 
+def test_the_summary_names_each_failed_video_with_its_error(corpus, capsys):
+    from pipelines.cli import print_summary
+
+    out, stats = corpus
+    rows = {r["video_id"]: r for r in pq.read_table(out / "videos.parquet").to_pylist()}
+    assert stats["failed_videos"] == {v: rows[v]["error"] for v in ("broken", "gone", "mute", "nokeys")}
+    print_summary(stats, out)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  failed   ")]
+    assert lines == [f"  failed   {v}: {rows[v]['error']}" for v in ("broken", "gone", "mute", "nokeys")]
+
+
 def test_layout_matches_the_contract(corpus):
     out, stats = corpus
     version = stats["label_version"]
@@ -198,7 +209,7 @@ def test_relabel_writes_a_new_version_and_leaves_frames_and_audio_alone(corpus):
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "relabel", str(out), "--labeler", "basic-pitch",
                              "--param", "onset_threshold=0.4", "--make-default", "--num-cpus", "2"],
                             capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     after = _tree_digest(out)
     assert {k: v for k, v in after.items() if k.startswith(("frames/", "audio/"))} == before
     meta = json.loads((out / "corpus.json").read_text())

@@ -90,7 +90,7 @@ def test_relabel_keeps_the_builds_configuration(small_build, tmp_path):
     for threshold in ("0.4", "0.45"):
         result = _cli("relabel", str(corpus), "--labeler", "basic-pitch", "--param", f"onset_threshold={threshold}",
                       "--num-cpus", "2")
-        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     after = json.loads((corpus / "corpus.json").read_text())
     assert after["config"] == before["config"]
     assert after["config"]["frames"]["fps"] == 10 and after["config"]["frames"]["crop_width"] == 600

@@ -88,7 +88,7 @@ def hands_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("hands") / "corpus"
     built = _cli("build", str(media / "manifest.csv"), "--out", str(out), "--labeler", "basic-pitch", "--hands",
                  "--max-hands", "2", "--onset-filter", "hands", "--num-cpus", "2")
-    assert built.returncode == 0, built.stderr[-3000:]
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     return out, truth
 
 
@@ -166,7 +166,7 @@ def test_relabel_of_a_corpus_with_hands_keeps_them_and_can_filter_by_them(hands_
     out, _ = hands_corpus
     before = json.loads((out / "corpus.json").read_text())
     relabelled = _cli("relabel", str(out), "--labeler", "basic-pitch", "--av-align", "off", "--num-cpus", "2")
-    assert relabelled.returncode == 0, relabelled.stderr[-3000:]
+    assert relabelled.returncode == 0, relabelled.stdout[-3000:] + relabelled.stderr[-3000:]
     meta = json.loads((out / "corpus.json").read_text())
     new = next(v for v in meta["label_versions"] if v not in before["label_versions"])
     spec = meta["label_versions"][new]
@@ -180,7 +180,7 @@ def test_relabel_of_a_corpus_with_hands_keeps_them_and_can_filter_by_them(hands_
 def test_the_audit_reports_the_fingertips_agreement_per_split(hands_corpus):
     out, _ = hands_corpus
     audited = _cli("audit", str(out))
-    assert audited.returncode == 0, audited.stderr[-2000:]
+    assert audited.returncode == 0, audited.stdout[-2000:] + audited.stderr[-2000:]
     figures = json.loads((out / "stats" / "audit.json").read_text())["av"]
     version = json.loads((out / "corpus.json").read_text())["default_label_version"]
     av = pq.read_table(out / "labels" / version / "av.parquet").to_pylist()

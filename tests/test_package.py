@@ -178,11 +178,12 @@ def test_build_progress_counts_videos_frames_and_seconds_from_the_work_records(t
         writer.start()
         writer.join()
         work.label_record("v1", "a").parent.mkdir(parents=True)
-        work.label_record("v1", "a").write_text("{}")
+        work.label_record("v1", "a").write_text(json.dumps({"label_status": "ok"}))
+        work.label_record("v1", "b").write_text(json.dumps({"label_status": "failed", "label_error": "E: e"}))
     lines = [r.getMessage() for r in caplog.records if r.name == "pipelines.progress"]
     assert len(lines) >= 3 and lines[-1].endswith("(done)")
     assert lines[-1].startswith("build: 3/4 videos (2 ok, 1 failed, 1 from an earlier run)")
-    assert "350 frames kept" in lines[-1] and "1.5 min of video this run" in lines[-1] and "1/2 labelled" in lines[-1]
+    assert "350 frames kept" in lines[-1] and "1.5 min of video this run" in lines[-1] and "1/2 labelled (1 failed)" in lines[-1]
     assert any(line.startswith("build: 1/4 videos") for line in lines)  # seen before the others came
 
 

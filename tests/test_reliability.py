@@ -161,7 +161,7 @@ def test_a_full_disk_is_not_kept_as_the_videos_verdict(tmp_path):
     out = tmp_path / "corpus"
     child = subprocess.run([sys.executable, "-c", _CHILD, str(manifest), str(out), str(400_000)],
                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
-    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.returncode == 0, child.stdout[-2000:] + child.stderr[-2000:]
     error_class, error = child.stdout.split(" ", 1)
     assert error_class == "resources" and error.startswith("resources: ") and "File too large" in error, child.stdout
     config = BuildConfig(out=out)

@@ -97,7 +97,7 @@ def test_eval_command_prints_and_writes_both_metrics(corpus, tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "eval", str(corpus), "--checkpoint",
                              str(run / "last.pt"), "--split", "train", "--split", "test", "--json", str(out)],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Audeo per-frame" in result.stdout and "overall" in result.stdout
     written = json.loads(out.read_text())
     assert set(written["splits"]) == {"train", "test"} and written["threshold"] == 0.4
