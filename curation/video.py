@@ -71,8 +71,8 @@ def process_video(row: ManifestRow, corpus: CorpusLayout, fetch: FetchOptions, s
     # (a writer of an earlier, killed run may still rename its own over them).
     frames_sha256 = sha256_file(frames) if result["status"] == "ok" else None
     try:
-        atomic_json({**result, "settings": settings.digest(), "final": final, "frames_sha256": frames_sha256},
-                    corpus.work.video_json(row.video_id))
+        atomic_json({**result, "settings": settings.digest(), "final": final, "frames_sha256": frames_sha256,
+                     "node": _ray_node()}, corpus.work.video_json(row.video_id))
     except OSError as error:  # the disk is still full: the row comes back, nothing is kept
         result.update(error_class="resources", error=f"resources: {type(error).__name__}: {error}")
     return result
@@ -166,6 +166,16 @@ def _in_ray() -> bool:
     except ImportError:
         return False
     return ray.is_initialized()
+
+
+def _ray_node() -> str | None:
+    """The Ray node this video ran on (kept in its work state: on a cluster, where to look
+    for its logs), or None outside Ray."""
+    if not _in_ray():
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _located_iou(frames: list[np.ndarray], manifest_quad, shape: tuple[int, int]) -> float | None:

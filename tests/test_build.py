@@ -187,6 +187,33 @@ def test_videos_split_into_segments_give_the_same_corpus(corpus, served, tmp_pat
     assert _tree_digest(out) == _tree_digest(reference)
 
 
+def test_a_two_node_cluster_builds_the_same_corpus_with_the_videos_on_the_second_node(corpus, served, tmp_path):
+    """`build --address` on a Ray cluster of two raylets: the head has no CPUs, so every
+    video task runs on the second node (each video's work state says which node it ran
+    on); the corpus is byte for byte the local build's."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    reference, _ = corpus
+    manifest, _, _ = served
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        worker = cluster.add_node(num_cpus=2)
+        cluster.wait_for_nodes()
+        out = tmp_path / "clustered"
+        result = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(manifest), "--out", str(out),
+                                 "--cache", str(reference.parent / "cache"), "--labeler", "basic-pitch",
+                                 "--rows-per-part", "200", "--shard-samples", "150", "--address", cluster.address],
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]  # the same four videos fail
+        assert _tree_digest(out) == _tree_digest(reference)
+        ran_on = {json.loads(p.read_text())["node"] for p in (out / ".work" / "videos").glob("*.json")}
+        assert ran_on == {worker.node_id} and worker.node_id != cluster.head_node.node_id
+    finally:
+        cluster.shutdown()
+
+
 def test_a_build_repeated_from_its_corpus_json_is_the_same_corpus(corpus, tmp_path):
     """`build --config CORPUS/corpus.json`: the manifest, the shard sizes and the labeler
     come from the record; the new corpus has the same config, labels and shards."""
