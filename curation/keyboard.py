@@ -63,7 +63,9 @@ WORK_WIDTH = 960  # frames are downscaled to this width for the search
 MIN_BLACK_MATCHED = 14  # of 36: hands may hide half the keys in a frame
 MIN_BLACK_PARTIAL = 16  # matched in a frame that is not a full 88: a keyboard in part
 MIN_MATCHED_SHARE = 0.45  # of the black keys inside the frame
-MIN_BLACK_STRONG = 24  # with this many matched, an end's black keys may be hidden (by a hand)
+MIN_BLACK_STRONG = 24  # with this many matched, an end's black keys may be hidden (by a hand),
+MAX_HIDDEN_END = 7  # as many as a hand covers: more unseen from an end is an 88 fitted over a shorter row,
+MAX_HIDDEN_BARE = 3  # and more than this needs a seam of the end's white keys in view (a hand shows some)
 END_KEYS = 5  # each end must show 2 of its 5 outermost black keys: an octave-periodic pattern could slide
 CLIP_MAX_WHITE = 1.3  # an end may lie this many white keys outside the frame (Paul Barton framing)
 CLIP_MAX_BOTH = 1.95  # and both ends together this many (about one each): more is an 88 cropped, not framed tight
@@ -593,9 +595,22 @@ def _end_whites(gray: np.ndarray, homography: np.ndarray) -> list[bool | None]:
     return answers
 
 
-def _visible_black(homography: np.ndarray, size: tuple[int, int]) -> int:
+def _black_in_frame(homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Per black key of the model: is its centre inside the frame?"""
     xy = _to_image(homography, np.column_stack([_black_centres(), np.full(N_BLACK, 0.5)]))
-    return int(((xy[:, 0] >= 0) & (xy[:, 0] < size[0]) & (xy[:, 1] >= 0) & (xy[:, 1] < size[1])).sum())
+    return (xy[:, 0] >= 0) & (xy[:, 0] < size[0]) & (xy[:, 1] >= 0) & (xy[:, 1] < size[1])
+
+
+def _hidden_from_ends(matched_keys: set[int], in_frame: np.ndarray) -> tuple[int, int]:
+    """Per end (A0, C8): the black keys in the frame that are not matched before the first
+    matched one from that end."""
+    seen = np.zeros(N_BLACK, bool)
+    seen[list(matched_keys)] = True
+    runs = []
+    for order in (np.arange(N_BLACK), np.arange(N_BLACK)[::-1]):
+        first = int(np.argmax(seen[order])) if seen.any() else N_BLACK
+        runs.append(int(in_frame[order[:first]].sum()))
+    return runs[0], runs[1]
 
 
 ANGLES = (0.0, 30.0, -30.0)  # the black-hat follows keys within about 15 degrees of vertical
@@ -612,11 +627,17 @@ def fit_keyboard(frame: np.ndarray, angles: tuple[float, ...] = ANGLES) -> Keybo
         blobs = key_blobs(*dark_key_mask(turned, gray.shape[1]))
         for row in blob_rows(blobs):
             fit = _fit_on_row(turned, blobs, row, gray, to_frame, angle)
-            if fit is not None and (best is None or (fit.full, fit.matched) > (best.full, best.matched)):
+            if fit is not None and (best is None or _rank(fit) > _rank(best)):
                 best = fit
         if best is not None and best.full:
             break
     return best
+
+
+def _rank(fit: KeyboardFit) -> tuple[bool, bool, int]:
+    """Full fits first; of those, one whose seams stop at both ends: a glossy fallboard's
+    mirror image of the keys fits the 88-key model as well, but its seams are faint."""
+    return fit.full, fit.seams >= SEALED_SEAMS, fit.matched
 
 
 def _turned(gray: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
@@ -744,19 +765,26 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
     quad = _to_image(homography, [[0, 0], [N_WHITE, 0], [N_WHITE, front], [0, front]])
     orientation = _orientation(quad[1] - quad[0], quad[3] - quad[0])
     clipped = _clipped(homography, front, size)
-    visible = max(1, _visible_black(homography, size))
+    in_frame = _black_in_frame(homography, size)
+    visible = max(1, int(in_frame.sum()))
     score = min(1.0, matched / visible) * max(0.0, 1 - residual)
     whites = _end_whites(gray, homography)
     low_seen = len(matched_keys & set(range(END_KEYS)))
     high_seen = len(matched_keys & set(range(N_BLACK - END_KEYS, N_BLACK)))
     # An end's black keys may be under a hand, or too small to see at the far end of a
-    # strong keystone, when its white keys show and either the rest is clear or the white
-    # keys' seams stop exactly at the end (all 3 just inside, none beyond).
-    strong = matched >= MIN_BLACK_STRONG
+    # strong keystone, when its white keys show and either the rest is clear and a hand
+    # explains them (`handy`: up to an octave or so unseen, and beyond a few keys some of
+    # the end's seams between the fingers; else a row of fewer keys, a 61 before a light
+    # wall, with the 88 slid over it) or the white keys' seams stop exactly at the end
+    # (all 3 just inside, none beyond).
     end_seams = _end_seams(gray, homography)
     sealed = [inside == 3 and beyond == 0 for inside, beyond in end_seams]
-    low_end = low_seen >= 2 or (whites[0] is True and (strong or sealed[0]))
-    high_end = high_seen >= 2 or (whites[1] is True and (strong or sealed[1]))
+    hidden = _hidden_from_ends(matched_keys, in_frame)
+    handy = [matched >= MIN_BLACK_STRONG and n <= MAX_HIDDEN_END and (n <= MAX_HIDDEN_BARE or inside > 0)
+             for n, (inside, _) in zip(hidden, end_seams)]
+    strong = matched >= MIN_BLACK_STRONG
+    low_end = low_seen >= 2 or (whites[0] is True and (handy[0] or sealed[0]))
+    high_end = high_seen >= 2 or (whites[1] is True and (handy[1] or sealed[1]))
     why = ""
     if matched < MIN_BLACK_MATCHED or matched < MIN_MATCHED_SHARE * visible:
         why = f"{matched} of {visible} visible black keys matched"

@@ -136,13 +136,21 @@ def test_a_glossy_fallboard_mirroring_the_keys_is_not_taken_for_them(scene, stre
     _located_like(glossy, quad)
 
 
-def test_a_61_key_keyboard_is_partial_with_the_keys_seen(scene):
+@pytest.mark.parametrize("beside", ["body", "light"])
+def test_a_61_key_keyboard_is_partial_with_the_keys_seen(scene, beside):
+    """Beside a 61 its body, or a light surface (a gray backdrop, a desk) with room for the
+    octave and more that an 88 fitted an octave slid would take for its end's white keys
+    (a 61 before a gray wall was so accepted as an 88, its black keys all matched)."""
     frame, _, to_frame = scene
-    small = frame.copy()
-    body = tuple(int(c) for c in frame[5, 5])
+    if beside == "body":
+        small, fill = frame.copy(), tuple(int(c) for c in frame[5, 5])
+    else:
+        fill, pad = (130, 120, 110), frame.shape[1] // 3
+        small = cv2.copyMakeBorder(frame, 0, 0, pad, pad, cv2.BORDER_CONSTANT, value=fill)
+        to_frame = np.array([[1, 0, pad], [0, 1, 0], [0, 0, 1]], float) @ to_frame
     low, high = white_index(36), white_index(96) + 1  # C2 .. C7
-    for m0, m1 in ((-0.5, low), (high, N_WHITE + 0.5)):
-        small[_keyboard_mask(frame.shape, to_frame, m0, m1, -0.05, 1.05)] = body
+    for m0, m1 in ((-9.0, low), (high, N_WHITE + 9.0)):
+        small[_keyboard_mask(small.shape, to_frame, m0, m1, -0.3, 1.3)] = fill
     with pytest.raises(KeyboardNotFound) as caught:
         locate_in_frames([small])
     assert caught.value.reason == "partial_keyboard"
@@ -280,4 +288,23 @@ def test_a_few_full_fits_among_many_partial_ones_stand_when_their_ends_are_seale
     covered[_keyboard_mask(frame.shape, to_frame, -0.2, 9.0, -0.1, 1.1)] = (90, 120, 180)
     location = locate_in_frames([frame] * 3 + [covered] * 12)
     assert location.frames_used == 3 and quad_iou(location.quad, quad, frame.shape[:2]) > 0.93
+
+
+
+def test_a_fallboard_mirroring_the_keys_as_brightly_as_a_keyboard_is_not_taken_for_them(scene):
+    """A blurred reflection, bright and far enough from the keys (a light strip between) to
+    be fitted as an 88 of its own, and unhidden where a hand hides ten black keys of the
+    keys themselves: its seams are faint while the keys' stop at both ends, so the keys win
+    though the reflection matches more black keys."""
+    frame, quad, to_frame = scene
+    glossy = frame.copy()
+    flip = np.array([[1, 0, 0], [0, -1, 0], [0, 0, 1]], float)
+    lift = np.array([[1, 0, 0], [0, 1, -0.25], [0, 0, 1]], float)
+    reflection = cv2.warpPerspective(frame, to_frame @ lift @ flip @ np.linalg.inv(to_frame), frame.shape[1::-1])
+    reflection = cv2.GaussianBlur(reflection, (0, 0), 5)
+    above = _keyboard_mask(frame.shape, to_frame, 0, N_WHITE, -1.3, 0.0)
+    glossy[above] = (0.9 * reflection[above] + 6).astype(np.uint8)
+    glossy[_keyboard_mask(frame.shape, to_frame, 0, N_WHITE, -0.25, 0.0)] = (200, 200, 200)
+    glossy[_keyboard_mask(frame.shape, to_frame, 20, 34, 0.1, 1.0)] = (70, 100, 150)
+    _located_like(glossy, quad)
 
