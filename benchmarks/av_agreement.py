@@ -158,7 +158,8 @@ def main() -> None:
           f"{'met' if swapped_flagged >= 0.95 else 'NOT met'}); on matched: {matched_flagged:.0%} "
           f"(goal <= 5 %: {'met' if matched_flagged <= 0.05 else 'NOT met'})")
     print(f"av_mirrored on mirrored videos under a box crop: {mirrored_flagged:.0%} (goal >= 95 %: "
-          f"{'met' if mirrored_flagged >= 0.95 else 'NOT met'})")
+          f"{'met' if mirrored_flagged >= 0.95 else 'NOT met'}); matched videos flagged mirrored or octave-shifted: "
+          f"{np.mean([bool(r['found'].mirrored or r['found'].key_shift) for r in rows]):.0%}")
     print(f"cost: frame pass {cost['video_s'] / cost['plain_s']:.1f}x real time without key levels (anchor), "
           f"{cost['video_s'] / cost['levels_s']:.1f}x with, check {1000 * cost['check_s'] / len(rows):.0f} ms a video: "
           f"{kept_pass:.2f} of the frame pass's real-time factor kept; with the transcription "
