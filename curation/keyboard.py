@@ -780,9 +780,9 @@ def _checked_fit(gray: np.ndarray, homography: np.ndarray, matched_keys: set[int
     end_seams = _end_seams(gray, homography)
     sealed = [inside == 3 and beyond == 0 for inside, beyond in end_seams]
     hidden = _hidden_from_ends(matched_keys, in_frame)
-    handy = [matched >= MIN_BLACK_STRONG and n <= MAX_HIDDEN_END and (n <= MAX_HIDDEN_BARE or inside > 0)
-             for n, (inside, _) in zip(hidden, end_seams)]
     strong = matched >= MIN_BLACK_STRONG
+    handy = [strong and n <= MAX_HIDDEN_END and (n <= MAX_HIDDEN_BARE or inside > 0)
+             for n, (inside, _) in zip(hidden, end_seams)]
     low_end = low_seen >= 2 or (whites[0] is True and (handy[0] or sealed[0]))
     high_end = high_seen >= 2 or (whites[1] is True and (handy[1] or sealed[1]))
     why = ""

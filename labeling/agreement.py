@@ -33,7 +33,7 @@ STEP_S = 0.002
 MIN_ONSETS = 20
 CONFIDENT_Z = 12.0  # the confidence (see `_confidence`) from which the offset is used
 # A mirrored or octave-shifted reading must be this many times as confident (and confident):
-# on tuning videos (seeds 600-619 and 1100-1119) the wrong reading of matched ones reached
+# on tuning videos (seeds 600-609 matched, 1100-1119 mirrored) the wrong reading of matched ones reached
 # 0.82 of the right one's, the right (mirrored) reading of mirrored ones 1.56 of the wrong.
 BETTER = 1.25
 NOISE_Z = 6.0  # a visible press: evidence this many robust standard deviations above the noise,

@@ -121,6 +121,14 @@ def test_bright_neutral_surroundings_touching_the_keys_do_not_join_them(scene):
     _located_like(lit, quad)
 
 
+def _mirrored_about_the_back(frame, to_frame, gap: float = 0.0):
+    """The frame flipped about the keys' back edge (its mirror image in a glossy
+    fallboard), `gap` key lengths further from the keys."""
+    flip = np.array([[1, 0, 0], [0, -1, 0], [0, 0, 1]], float)
+    lift = np.array([[1, 0, 0], [0, 1, -gap], [0, 0, 1]], float)
+    return cv2.warpPerspective(frame, to_frame @ lift @ flip @ np.linalg.inv(to_frame), frame.shape[1::-1])
+
+
 @pytest.mark.parametrize("strength", [0.35, 0.6])
 def test_a_glossy_fallboard_mirroring_the_keys_is_not_taken_for_them(scene, strength):
     """The key band flipped about the back edge, dimmed and drawn above it; at 0.6 its
@@ -128,9 +136,7 @@ def test_a_glossy_fallboard_mirroring_the_keys_is_not_taken_for_them(scene, stre
     key, unless the mirror line (where the whites beside it step down) cuts them."""
     frame, quad, to_frame = scene
     glossy = frame.copy()
-    flip = np.array([[1, 0, 0], [0, -1, 0], [0, 0, 1]], float)
-    reflection_warp = to_frame @ flip @ np.linalg.inv(to_frame)
-    reflection = cv2.warpPerspective(frame, reflection_warp, frame.shape[1::-1])
+    reflection = _mirrored_about_the_back(frame, to_frame)
     above = _keyboard_mask(frame.shape, to_frame, 0, N_WHITE, -0.7, 0.0)
     glossy[above] = (strength * reflection[above] + 10).astype(np.uint8)
     _located_like(glossy, quad)
@@ -290,7 +296,6 @@ def test_a_few_full_fits_among_many_partial_ones_stand_when_their_ends_are_seale
     assert location.frames_used == 3 and quad_iou(location.quad, quad, frame.shape[:2]) > 0.93
 
 
-
 def test_a_fallboard_mirroring_the_keys_as_brightly_as_a_keyboard_is_not_taken_for_them(scene):
     """A blurred reflection, bright and far enough from the keys (a light strip between) to
     be fitted as an 88 of its own, and unhidden where a hand hides ten black keys of the
@@ -298,13 +303,9 @@ def test_a_fallboard_mirroring_the_keys_as_brightly_as_a_keyboard_is_not_taken_f
     though the reflection matches more black keys."""
     frame, quad, to_frame = scene
     glossy = frame.copy()
-    flip = np.array([[1, 0, 0], [0, -1, 0], [0, 0, 1]], float)
-    lift = np.array([[1, 0, 0], [0, 1, -0.25], [0, 0, 1]], float)
-    reflection = cv2.warpPerspective(frame, to_frame @ lift @ flip @ np.linalg.inv(to_frame), frame.shape[1::-1])
-    reflection = cv2.GaussianBlur(reflection, (0, 0), 5)
+    reflection = cv2.GaussianBlur(_mirrored_about_the_back(frame, to_frame, gap=0.25), (0, 0), 5)
     above = _keyboard_mask(frame.shape, to_frame, 0, N_WHITE, -1.3, 0.0)
     glossy[above] = (0.9 * reflection[above] + 6).astype(np.uint8)
     glossy[_keyboard_mask(frame.shape, to_frame, 0, N_WHITE, -0.25, 0.0)] = (200, 200, 200)
     glossy[_keyboard_mask(frame.shape, to_frame, 20, 34, 0.1, 1.0)] = (70, 100, 150)
     _located_like(glossy, quad)
-
