@@ -15,10 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from contract.config import FrameConfig
+from contract.piano import key_layout
 from curation.frames import frame_pass, reference_crop
 from curation.keyboard import locate_in_frames, sample_frames
 from labeling.agreement import CONFIDENT_Z, check
-from labeling.rolls import rolls_for_frames
+from labeling.rolls import onset_frames, rolls_for_frames
 from synth.video import SynthConfig, make_video
 
 
@@ -59,6 +60,25 @@ def test_audio_of_another_performance_is_a_mismatch_and_moves_nothing(pictures):
                   align=True)
     assert other.mismatch and other.confidence < CONFIDENT_Z and other.applied_s == 0
     assert other.score < 0.2
+
+
+def test_a_few_cells_far_above_any_press_do_not_line_up_another_performance(pictures):
+    """Another performance's onsets, five of which land, at one offset, on a key that goes
+    dark by far more than a press darkens it (a hand's shadow, a light change on one key):
+    those five cells count as presses, not as 200 gray levels each (their mean lifted that
+    offset to a confident peak: audio of another performance was taken for this one's)."""
+    levels, onsets, keys, _ = pictures
+    rng = np.random.default_rng(4)
+    times = np.sort(rng.uniform(onsets.min(), onsets.max(), len(onsets)))
+    other_keys = rng.permutation(keys)
+    frames = onset_frames(times - 0.3, 25)
+    inside = (frames >= 1) & (frames < len(levels))
+    inside[inside] = np.isfinite(levels[frames[inside], 0]).all(axis=1)
+    chosen = np.flatnonzero(inside & ~key_layout().black[other_keys])[:5]
+    dark = levels.copy()
+    dark[frames[chosen], 0, other_keys[chosen]] = 0.0  # one frame black at that key, then back
+    other = check(dark, times, other_keys, 25, align=True)
+    assert other.mismatch and other.confidence < CONFIDENT_Z and other.applied_s == 0
 
 
 def test_a_crop_read_in_the_wrong_order_or_an_octave_off_is_flagged(pictures):
