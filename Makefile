@@ -99,6 +99,10 @@ bench-video-memory: env system-deps
 bench-frame-pass: env
 	PYTHONPATH=. $(BIN)/python benchmarks/frame_pass.py
 
+.PHONY: bench-assembly
+bench-assembly: env
+	PYTHONPATH=. $(BIN)/python benchmarks/assembly_speed.py
+
 .PHONY: bench-build bench-loader
 bench-loader: env
 	@[ -f $(DEMO_DIR)/corpus/corpus.json ] || $(MAKE) demo

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -72,20 +71,15 @@ def ray_is_up() -> bool:
 
 @contextmanager
 def ray_stopping(started_here: bool):
-    """Shut down the Ray this command started while the driver writes the corpus files:
-    the graph is done, and Ray's shutdown mostly waits for its processes to exit
-    (1.5-2.5 s of a build here). A Ray the caller started stays up."""
-    stopping = None
-    if started_here:
-        import ray
-
-        stopping = threading.Thread(target=ray.shutdown, name="ray-shutdown")
-        stopping.start()
+    """Shut down the Ray this command started once the block is done (the corpus files are
+    written by Ray tasks: pipelines/shards.py). A Ray the caller started stays up."""
     try:
         yield
     finally:
-        if stopping:
-            stopping.join()
+        if started_here:
+            import ray
+
+            ray.shutdown()
 
 
 class LabelActor:
