@@ -123,6 +123,11 @@ class RayConfig:
     num_cpus: int | None = None  # local Ray: default all
     object_store_mb: int | None = None  # local Ray: default Ray's
     address: str | None = None  # join a cluster (or $RAY_ADDRESS)
+    gpus_per_actor: float = 1.0  # a transcriber actor's share of a GPU: 0.25 puts four on each GPU
+
+    def __post_init__(self):
+        if not 0 < self.gpus_per_actor <= 1:
+            raise ValueError(f"gpus_per_actor must be in (0, 1], got {self.gpus_per_actor}")
 
 
 @dataclass

@@ -54,6 +54,11 @@ class WorkLayout:
     def video_json(self, video_id: str) -> Path:
         return self.root / "videos" / f"{video_id}.json"
 
+    @property
+    def actors(self) -> Path:
+        """This run's transcriber actors, a json each (labeler, device, node)."""
+        return self.root / "actors"
+
     def frames(self, video_id: str) -> Path:
         return self.root / "frames" / f"{video_id}.parquet"
 

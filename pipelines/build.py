@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,7 +29,7 @@ from contract.atomic import atomic_json, atomic_parquet
 from contract.config import BuildConfig, LabelerConfig, RayConfig
 from contract.hashing import json_digest, sha256_file
 from contract.integrity import check_files, expected_files, file_record
-from contract.layout import CorpusLayout
+from contract.layout import CorpusLayout, WorkLayout
 from contract.lock import corpus_lock
 from contract.meta import corpus_meta, write_corpus_json
 from contract.publish import carry_over, link_file, publish, start_generation
@@ -40,7 +41,7 @@ from labeling.label import label_videos
 from labeling.transcribers import label_spec, label_version, resolve_labeler
 from manifests.loader import load_manifest
 from manifests.schema import ManifestRow
-from pipelines.progress import BuildProgress
+from pipelines.progress import BuildProgress, new_actor_lines
 from pipelines.shards import write_frame_parts, write_label_parts, write_wds_shards
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class LabelActor:
 
         self.transcriber = make_transcriber(labeler.name, **labeler.params)
         self.spec, self.version, self.corpus = spec, version, CorpusLayout(corpus)
+        _announce_actor(self.corpus.work, labeler.name, self.transcriber.device)
 
     def __call__(self, batch):
         import pandas as pd
@@ -98,6 +100,17 @@ class LabelActor:
         todo = [r for r in rows if r["status"] == "ok" and not _labels_done(self.corpus, self.version, r["video_id"])]
         label_videos(todo, self.transcriber, self.spec, self.version, self.corpus)  # failures are records
         return pd.DataFrame([{"video_id": r["video_id"]} for r in rows])
+
+
+def _announce_actor(work: WorkLayout, labeler: str, device: str) -> None:
+    """Say which device this transcriber actor runs on, and where: a json in the work state
+    that the driver's progress logs as a line (an actor's own output stays on its node)."""
+    import ray
+
+    context = ray.get_runtime_context()
+    record = {"labeler": labeler, "device": device, "gpus": [str(g) for g in ray.get_gpu_ids()],
+              "node": context.get_node_id()[:12], "pid": os.getpid()}
+    atomic_json(record, work.actors / f"{record['node']}-{record['pid']}.json")
 
 
 def _labels_done(corpus: CorpusLayout, version: str, video_id: str) -> bool:
@@ -155,12 +168,20 @@ def label_stage(ds, config: BuildConfig, labeler: LabelerConfig, spec: dict, ver
     overlaps the video stage instead of trailing it."""
     from ray.data import ActorPoolStrategy
 
-    use_gpu = labeler.name == "transkun" and gpus > 0
+    size, share = actor_pool(labeler.name, gpus, cpus, config.ray.gpus_per_actor)
+    shutil.rmtree(config.layout.work.actors, ignore_errors=True)  # this run's actors announce themselves
     return ds.map_batches(
         LabelActor, batch_size=labeler.batch, batch_format="pandas",
         fn_constructor_kwargs={"labeler": labeler, "spec": spec, "version": version, "corpus": str(config.out)},
-        num_gpus=1 if use_gpu else 0, num_cpus=0,
-        compute=ActorPoolStrategy(size=gpus if use_gpu else max(1, cpus // 4)))
+        num_gpus=share, num_cpus=0, compute=ActorPoolStrategy(size=size))
+
+
+def actor_pool(labeler: str, gpus: int, cpus: int, gpus_per_actor: float) -> tuple[int, float]:
+    """(actors, each one's share of a GPU): transkun on a cluster with GPUs fills every GPU
+    with actors of `gpus_per_actor` each; otherwise CPU actors, one per 4 CPUs."""
+    if labeler == "transkun" and gpus > 0:
+        return max(1, int(gpus / gpus_per_actor + 1e-9)), gpus_per_actor
+    return max(1, cpus // 4), 0
 
 
 def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: LabelerConfig, spec: dict,
@@ -416,6 +437,8 @@ def _relabel(layout: CorpusLayout, meta: dict, labeler: LabelerConfig, make_defa
     label_stage(cluster.data.from_items(items), config, labeler, spec, version,
                 int(cluster.cluster_resources().get("GPU", 0)),
                 int(cluster.cluster_resources().get("CPU", 1))).materialize()
+    for line in new_actor_lines(layout.work, set()):
+        log.info("%s", line)
     with ray_stopping(started_here):
         records = {v["video_id"]: _label_record(layout, version, v["video_id"]) for v in videos}
         failed = {v: r.get("label_error", "no label record") for v, r in records.items() if r.get("label_status") != "ok"}

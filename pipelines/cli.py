@@ -272,6 +272,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default all)")
     p.add_argument("--object-store-mb", type=int, help="local Ray: object store size")
     p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
+    _add_gpus_per_actor(p)
     p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer videos")
     p.add_argument("--max-filesize", metavar="SIZE", help="refuse larger downloads, e.g. 500M (class too_large)")
     _add_requests_per_second(p)
@@ -365,7 +366,7 @@ def _build_config(args: argparse.Namespace):
     config = BuildConfig.of_corpus(args.out, record, cache=args.cache, retry_failed=args.retry_failed,
                                    progress_every_s=args.progress_every, segment_s=args.segment_seconds or None,
                                    ray=RayConfig(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb,
-                                                 address=args.address))
+                                                 address=args.address, gpus_per_actor=args.gpus_per_actor))
     config.fetch = replace(config.fetch, requests_per_s=args.requests_per_second or None)
     return config
 
@@ -430,8 +431,15 @@ def _add_relabel(sub: argparse._SubParsersAction) -> None:
                    help="make the new version the corpus's default_label_version (what readers use)")
     p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default all)")
     p.add_argument("--address", help="join a running Ray cluster (or set RAY_ADDRESS)")
+    _add_gpus_per_actor(p)
     _add_config(p, "its labeler table (name, params, sustain_pedal, av_align, onset_filter)")
     p.set_defaults(run=_run_relabel)
+
+
+def _add_gpus_per_actor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpus-per-actor", type=float, default=1.0, metavar="SHARE",
+                   help="where the cluster has GPUs, each transkun actor's share of one (default 1; 0.25: four "
+                        "actors a GPU); without GPUs the transcriber runs on the CPU")
 
 
 def _run_relabel(args: argparse.Namespace) -> int:
@@ -440,7 +448,7 @@ def _run_relabel(args: argparse.Namespace) -> int:
 
     labeler = {**_config_file(args)["config"].get("labeler", {}), **_labeler_given(args, _given(args))}
     stats = relabel(args.corpus, LabelerConfig(**{**asdict(_labeler_config(args)), **labeler}), make_default=args.make_default,
-                    ray=RayConfig(num_cpus=args.num_cpus, address=args.address))
+                    ray=RayConfig(num_cpus=args.num_cpus, address=args.address, gpus_per_actor=args.gpus_per_actor))
     print(f"corpus: {args.corpus}")
     print(f"  labels   {stats['label_version']}: {stats['notes']} notes" + (" (default)" if args.make_default else ""))
     for split, s in stats["splits"].items():

@@ -19,6 +19,23 @@ from contract.layout import WorkLayout
 log = logging.getLogger(__name__)
 
 
+def new_actor_lines(work: WorkLayout, seen: set[str]) -> list[str]:
+    """A line for each transcriber actor that announced itself (pipelines/build.py) and is
+    not in `seen` (which gets it): which labeler, on which device and node."""
+    lines = []
+    for path in sorted(work.actors.glob("*.json")) if work.actors.is_dir() else []:
+        if path.name in seen:
+            continue
+        try:
+            actor = json.loads(path.read_text())
+        except (OSError, ValueError):  # being written right now: next poll
+            continue
+        seen.add(path.name)
+        gpus = f" (GPU {', '.join(actor['gpus'])})" if actor.get("gpus") else ""
+        lines.append(f"label actor {actor['pid']} on node {actor['node']}: {actor['labeler']} on {actor['device']}{gpus}")
+    return lines
+
+
 class BuildProgress:
     def __init__(self, work: WorkLayout, video_ids: list[str], every_s: float = 30.0, stream=None,
                  label_version: str | None = None):
@@ -28,6 +45,7 @@ class BuildProgress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every_s = 1.0 if self.tty else every_s
         self.seen: dict[str, dict] = {}
+        self.actors: set[str] = set()
         self.resumed = {v for v in self.video_ids if self.work.video_json(v).is_file()}  # done before this run
         self.started = time.perf_counter()
         self.stopping = threading.Event()
@@ -49,6 +67,11 @@ class BuildProgress:
             self._emit(final=False)
 
     def _poll(self) -> None:
+        for line in new_actor_lines(self.work, self.actors):
+            if self.tty:
+                self.stream.write("\r\x1b[2K" + line + "\n")
+            else:
+                log.info("%s", line)
         for video_id in self.video_ids:
             if self.label_version and video_id not in self.labelled:
                 self._poll_labels(video_id)

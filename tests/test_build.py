@@ -169,6 +169,8 @@ def test_a_killed_build_resumes_to_the_same_corpus(corpus, served, tmp_path):
     done, total = map(int, re.search(r"build: (\d+)/(\d+) videos", last).groups())
     assert done == total == len(pq.read_table(out / "videos.parquet")) and "from an earlier run" in last
     assert " row/s" not in finished.stderr and "row]" not in finished.stderr
+    # Each transcriber actor says where it runs (no GPU here: basic-pitch on the CPU).
+    assert re.search(r"label actor \d+ on node \w+: basic-pitch on cpu$", finished.stderr, re.M), finished.stderr[-2000:]
 
 
 def test_videos_split_into_segments_give_the_same_corpus(corpus, served, tmp_path):
@@ -269,3 +271,17 @@ def test_ray_gives_tasks_a_thread_budget_and_is_stopped_only_by_the_command_that
         assert not ray.is_initialized()
     finally:
         ray.shutdown()
+
+
+def test_transcriber_actors_fill_the_gpus_at_their_share_and_fall_back_to_cpu_actors():
+    from contract.config import RayConfig
+    from pipelines.build import actor_pool
+
+    assert actor_pool("transkun", gpus=2, cpus=16, gpus_per_actor=0.25) == (8, 0.25)  # four a GPU
+    assert actor_pool("transkun", gpus=1, cpus=16, gpus_per_actor=1.0) == (1, 1.0)
+    assert actor_pool("transkun", gpus=3, cpus=16, gpus_per_actor=0.4) == (7, 0.4)
+    assert actor_pool("transkun", gpus=0, cpus=8, gpus_per_actor=0.25) == (2, 0)  # no GPU: CPU actors
+    assert actor_pool("basic-pitch", gpus=4, cpus=2, gpus_per_actor=1.0) == (1, 0)
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="gpus_per_actor"):
+            RayConfig(gpus_per_actor=bad)
