@@ -12,7 +12,9 @@ Ray workers) for 2 and for 8 videos (goal: flat in the number of videos). Timing
 The default is 8 videos of 60 s: PianoYT's videos average 4.7 minutes (17.8 h in 228) and
 Audeo's are whole preludes and fugues, so 30-s videos would weigh Ray's fixed cost (about
 6 s on 2 cores, 10 s on 1, before the first video starts) far above what it is in a real build.
-`--videos 4 --seconds 30` gives the small case.
+`--videos 4 --seconds 30` gives the small case. `--long 600` adds one video of that many
+seconds (a recital among short pieces: the mixed corpus of the cluster issue, whose goal
+for the 2-vs-1 speed-up is 1.8x: the long video's frame pass runs as segments).
 
     make bench-build        # or: .venv/bin/python benchmarks/build_speed.py
 """
@@ -102,6 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--long", type=float, default=0.0, metavar="SECONDS",
+                        help="add one video this long (default none)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each timing; the best is reported")
     parser.add_argument("--media", type=Path, help="render the videos into this folder once and reuse them "
                                                    "(default: a temporary folder)")
@@ -109,8 +113,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         videos = render_videos((args.media or tmp / "media") / f"{args.seconds:g}s", max(8, args.videos), args.seconds)
-        total = args.videos * args.seconds
-        manifest = manifest_of(videos[: args.videos], tmp / "speed.csv")
+        total = args.videos * args.seconds + args.long
+        chosen = videos[: args.videos]
+        if args.long:
+            folder = (args.media or tmp / "media") / f"long-{args.long:g}s"
+            long = folder / "long.mp4"
+            chosen.append(long if long.is_file() else make_video(folder, "long", 499, SynthConfig(
+                seconds=args.long, audio="auto")).with_suffix(".mp4"))
+        manifest = manifest_of(chosen, tmp / "speed.csv")
         # Interleaved repeats, best of each: identical builds differ by several seconds here.
         runs = {1: [], 2: [], "plain": []}
         for r in range(args.repeats):
@@ -121,12 +131,14 @@ def main() -> None:
         plain_one, plain_two = min(p[0] for p in runs["plain"]), min(p[1] for p in runs["plain"])
         _, rss2 = run_build(manifest_of(videos[:2], tmp / "m2.csv"), tmp / "r2", 2)
         _, rss8 = run_build(manifest_of(videos[:8], tmp / "m8.csv"), tmp / "r8", 2)
-    print(f"{args.videos} videos x {args.seconds:g} s of 1280x720 H.264 ({total:g} s of video), basic-pitch labels, "
+    goal = 1.8 if args.long else 1.6
+    mixed = f" + one of {args.long:g} s" if args.long else ""
+    print(f"{args.videos} videos x {args.seconds:g} s{mixed} of 1280x720 H.264 ({total:g} s of video), basic-pitch labels, "
           f"best of {args.repeats} (2 CPUs: {', '.join(f'{t:.1f}' for t in runs[2])} s; "
           f"1 CPU: {', '.join(f'{t:.1f}' for t in runs[1])} s)")
     print(f"2 CPUs: {two:6.1f} s wall = {total / two:5.2f}x real time (goal >= 5x: {'met' if total / two >= 5 else 'NOT met'})")
     print(f"1 CPU:  {one:6.1f} s wall = {total / one:5.2f}x real time")
-    print(f"speed-up 2 vs 1 CPU: {one / two:.2f} (goal >= 1.6: {'met' if one / two >= 1.6 else 'NOT met'})")
+    print(f"speed-up 2 vs 1 CPU: {one / two:.2f} (goal >= {goal:g}: {'met' if one / two >= goal else 'NOT met'})")
     print(f"anchor, the per-video work without Ray: 1 core {plain_one:.1f} s, 2 cores {plain_two:.1f} s, "
           f"speed-up {plain_one / plain_two:.2f}; the build reaches {(one / two) / (plain_one / plain_two):.0%} of it")
     print(f"peak RSS of the process tree: {rss2:.0f} MiB for 2 videos, {rss8:.0f} MiB for 8 videos "

@@ -21,6 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,12 +30,13 @@ from contract.atomic import atomic_json, atomic_parquet
 from contract.config import BuildConfig, LabelerConfig, RayConfig
 from contract.hashing import json_digest, sha256_file
 from contract.integrity import check_files, expected_files, file_record
-from contract.layout import CorpusLayout, WorkLayout
+from contract.layout import CacheLayout, CorpusLayout, WorkLayout
 from contract.lock import corpus_lock
 from contract.meta import corpus_meta, write_corpus_json
 from contract.publish import carry_over, link_file, publish, start_generation
 from contract.records import AV_COLUMNS, AV_SCHEMA, VIDEOS_SCHEMA, new_video_row, video_totals
 from curation.hands import hands_spec, hands_version
+from curation.probe import ProbeError, probe
 from curation.ratelimit import shared_limiter
 from curation.video import process_hands, process_video
 from labeling.label import label_videos
@@ -184,6 +186,34 @@ def actor_pool(labeler: str, gpus: int, cpus: int, gpus_per_actor: float) -> tup
     return max(1, cpus // 4), 0
 
 
+def expected_seconds(row: ManifestRow, cache: Path) -> float | None:
+    """How long the row's video is, where that is known before it is fetched: its start and
+    end, its cached download's info, or a local file's header; None otherwise."""
+    if row.start_s is not None and row.end_s is not None:
+        return row.end_s - row.start_s
+    info = CacheLayout(cache).info_json(row.video_id)
+    if info.is_file():
+        try:
+            return float(json.loads(info.read_text())["duration"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    url = urlparse(row.url or "")
+    if url.scheme == "file" and Path(unquote(url.path)).is_file():
+        try:
+            return probe(unquote(url.path)).duration_s
+        except ProbeError:
+            return None  # its own task names what is wrong with it
+    return None
+
+
+def longest_first(rows: list[ManifestRow], cache: Path) -> list[int]:
+    """The order the videos start in: those of known length longest first (a long recital
+    started last is the build's tail), then the others in manifest order."""
+    seconds = [expected_seconds(row, cache) for row in rows]
+    known = sorted((i for i, s in enumerate(seconds) if s is not None), key=lambda i: -seconds[i])
+    return known + [i for i, s in enumerate(seconds) if s is None]
+
+
 def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: LabelerConfig, spec: dict,
               version: str) -> None:
     """Process and label every row that is not done yet, on Ray."""
@@ -203,7 +233,8 @@ def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: LabelerConf
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    ds = ray.data.from_items([{"i": i} for i in range(len(rows))], override_num_blocks=max(1, len(rows)))
+    order = longest_first(rows, fetch.cache)
+    ds = ray.data.from_items([{"i": i} for i in order], override_num_blocks=max(1, len(rows)))
     # The memory request (a video's sampled frames and audio) also keeps Ray Data from
     # fusing this CPU stage into the transcriber actors, which would serialise it.
     ds = ds.map(video_stage, num_cpus=1, memory=VIDEO_STAGE_MEMORY)

@@ -285,3 +285,29 @@ def test_transcriber_actors_fill_the_gpus_at_their_share_and_fall_back_to_cpu_ac
     for bad in (0, -0.5, 1.5):
         with pytest.raises(ValueError, match="gpus_per_actor"):
             RayConfig(gpus_per_actor=bad)
+
+
+def test_videos_of_known_length_start_longest_first_and_the_others_keep_their_order(tmp_path):
+    """A long recital started last is the whole build's tail (on 2 CPUs a 600-s video last
+    among eight of 30 s: 107 s, first: 90 s), so the videos whose length is known before
+    they are fetched (local files, start/end, a cached download) start longest first."""
+    from manifests.schema import ManifestRow
+    from pipelines.build import expected_seconds, longest_first
+    from synth.video import SynthConfig, make_video
+
+    small = dict(width=320, height=180, cut=False, audio="pretty_midi")
+    short = make_video(tmp_path, "short", 1, SynthConfig(seconds=3, **small)).with_suffix(".mp4")
+    long = make_video(tmp_path, "long", 2, SynthConfig(seconds=6, **small)).with_suffix(".mp4")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "cached.info.json").write_text(json.dumps({"duration": 3.5}))
+    rows = [ManifestRow("remote", "https://example.invalid/a", "train"),
+            ManifestRow("short", short.as_uri(), "train"),
+            ManifestRow("broken", (tmp_path / "broken.mp4").as_uri(), "train"),
+            ManifestRow("long", long.as_uri(), "train"),
+            ManifestRow("cached", "https://example.invalid/b", "train"),
+            ManifestRow("cut", "https://example.invalid/c", "train", start_s=10.0, end_s=14.0)]
+    assert abs(expected_seconds(rows[3], cache) - 6) < 0.1 and expected_seconds(rows[0], cache) is None
+    assert [rows[i].video_id for i in longest_first(rows, cache)] == ["long", "cut", "cached", "short", "remote",
+                                                                      "broken"]
