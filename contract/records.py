@@ -31,6 +31,8 @@ AV_COLUMNS = (("av_offset_s", pa.float64()), ("av_confidence", pa.float64()), ("
               ("av_hands_near", pa.float64()), ("av_hands_dropped", pa.int32()))
 AV_SCHEMA = pa.schema([("video_id", pa.string()), ("split", pa.string()), *AV_COLUMNS,
                        ("av_curve", pa.list_(pa.float32()))])
+# The audit's flags from the agreement (labeling/agreement.py): av_mismatch, av_mirrored, av_key_shift != 0.
+AV_FLAGS = ("av_mismatch", "av_mirrored", "av_octave_shift")
 
 VIDEOS_SCHEMA = pa.schema([
     ("video_id", pa.string()), ("dataset", pa.string()), ("split", pa.string()), ("url", pa.string()),

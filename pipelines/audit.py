@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from contract.layout import CorpusLayout
 from contract.meta import corpus_label_version, corpus_meta, corpus_splits
-from contract.records import video_totals
+from contract.records import AV_FLAGS, video_totals
 from curation.probe import probe
 from labeling.metrics import frame_scores, onset_scores
 from labeling.midi import read_midi
@@ -36,7 +36,6 @@ DURATION_MISMATCH_S = 1.0
 CROP_IOU_LOW = 0.5
 DURATION_BINS_S = [0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, float("inf")]
 MAX_POLYPHONY_BIN = 10  # polyphony counts of 10 and more share the last bin
-AV_FLAGS = ("av_mismatch", "av_mirrored", "av_octave_shift")  # from labeling/agreement.py's checks
 
 
 def split_figures(videos: pd.DataFrame) -> dict:

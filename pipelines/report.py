@@ -18,8 +18,8 @@ from contract.atomic import atomic_json, atomic_text
 from contract.config import FrameConfig
 from contract.layout import CacheLayout, CorpusLayout
 from contract.piano import key_layout
+from contract.records import AV_FLAGS
 from contract.vocab import DROP_REASONS
-from pipelines.audit import AV_FLAGS
 from pipelines.pictures import DROP_COLOURS, figure_tag, video_pictures
 
 AV_SHOWN = ("av_offset_s", "av_confidence", "av_applied_s", "av_precision", "av_recall", "av_score", "av_n_onsets",
