@@ -198,9 +198,10 @@ def expected_seconds(row: ManifestRow, cache: Path) -> float | None:
         except (OSError, ValueError, KeyError, TypeError):
             return None
     url = urlparse(row.url or "")
-    if url.scheme == "file" and Path(unquote(url.path)).is_file():
+    local = Path(unquote(url.path))
+    if url.scheme == "file" and local.is_file():
         try:
-            return probe(unquote(url.path)).duration_s
+            return probe(local).duration_s
         except ProbeError:
             return None  # its own task names what is wrong with it
     return None

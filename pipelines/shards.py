@@ -134,9 +134,10 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _kept(frames_part: Path, start: int = 0, stop: int | None = None) -> pa.Table:
-    """Kept frames [start, stop) of a frames part (in the part's order)."""
-    kept = pq.read_table(frames_part, schema=FRAMES_SCHEMA).filter(pa.compute.field("kept"))
+def _kept(frames_part: Path, start: int = 0, stop: int | None = None, columns: list[str] | None = None) -> pa.Table:
+    """Kept frames [start, stop) of a frames part (in the part's order); only `columns`
+    (with `kept`) when given."""
+    kept = pq.read_table(frames_part, schema=FRAMES_SCHEMA, columns=columns).filter(pa.compute.field("kept"))
     return kept.slice(start, None if stop is None else stop - start)
 
 
@@ -216,8 +217,7 @@ class _ShardTar:
 def sample_sizes(frames_part: Path, split: str, version: str, hands: dict[str, Path] | None) -> np.ndarray:
     """The payload bytes of each kept frame's sample in a frames part (what the tars are
     cut by), as `_samples` makes them, without reading the labels or making the samples."""
-    kept = pq.read_table(frames_part, schema=FRAMES_SCHEMA, columns=["video_id", "frame", "t", "kept", "jpeg"])
-    kept = kept.filter(pa.compute.field("kept"))
+    kept = _kept(frames_part, columns=["video_id", "frame", "t", "kept", "jpeg"])
     ids, frames, times = (kept.column(c).to_pylist() for c in ("video_id", "frame", "t"))
     sizes = pa.compute.binary_length(kept.column("jpeg")).to_numpy(zero_copy_only=False).astype(np.int64) + ROLLS_BYTES
     last_hands: dict = {}

@@ -97,7 +97,7 @@ def test_frames_parts_hold_the_videos_rows_in_order_cut_every_rows_per_part(work
         assert label.select(["video_id", "frame"]).equals(frame.cast(label.select(["video_id", "frame"]).schema))
 
 
-def _samples(tar_path: Path) -> dict[str, int]:
+def _tar_samples(tar_path: Path) -> dict[str, int]:
     """Each sample's key and payload bytes, in the tar's order."""
     sizes: dict[str, int] = {}
     with tarfile.open(tar_path) as tar:
@@ -110,7 +110,7 @@ def _samples(tar_path: Path) -> dict[str, int]:
 def test_tars_are_cut_at_the_sample_count_or_before_the_byte_cap_and_hold_every_kept_frame(in_turn):
     root, _ = in_turn
     layout = CorpusLayout(root)
-    tars = [_samples(path) for path in layout.wds_shards(VERSION, "train")]
+    tars = [_tar_samples(path) for path in layout.wds_shards(VERSION, "train")]
     for path, samples in zip(layout.wds_shards(VERSION, "train"), tars):
         stats = json.loads(layout.wds_stats(VERSION, path).read_text())
         assert stats["count"] == len(samples) <= SHARDS.shard_samples
