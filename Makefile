@@ -103,6 +103,10 @@ bench-frame-pass: env
 bench-assembly: env
 	PYTHONPATH=. $(BIN)/python benchmarks/assembly_speed.py
 
+.PHONY: bench-store
+bench-store: env system-deps
+	PYTHONPATH=. $(BIN)/python benchmarks/store_speed.py
+
 .PHONY: bench-build bench-loader
 bench-loader: env
 	@[ -f $(DEMO_DIR)/corpus/corpus.json ] || $(MAKE) demo

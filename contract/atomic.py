@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from contract.store import store_of
+
 
 def part_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
@@ -34,12 +36,15 @@ def remove_stale_parts(root: Path, skip: tuple[str, ...] = ()) -> int:
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """The temporary path to write; renamed to `path` when the block ends without error
-    (and removed when it raises)."""
+    (and removed when it raises). A path in a remote corpus's stage is put to its store
+    first, under its final name (contract/store.py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(path)
     try:
         yield part
+        if (store := store_of(path)) is not None:
+            store.put(part, path)
     except BaseException:
         part.unlink(missing_ok=True)
         raise

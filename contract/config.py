@@ -14,6 +14,7 @@ from pathlib import Path
 
 from contract.hashing import json_digest
 from contract.layout import CorpusLayout
+from contract.store import is_remote
 
 # The smallest video of at least 720 rows, with its audio (merged when separate);
 # otherwise the best there is.
@@ -132,8 +133,8 @@ class RayConfig:
 
 @dataclass
 class BuildConfig:
-    out: Path
-    cache: Path | None = None  # default OUT/.cache
+    out: Path | str  # a folder, or an object-storage URI (s3://bucket/prefix: contract/store.py)
+    cache: Path | None = None  # default OUT/.cache (for a corpus on object storage, in this node's stage of it)
     settings: VideoSettings = field(default_factory=VideoSettings)
     labeler: LabelerConfig = field(default_factory=LabelerConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
@@ -146,7 +147,10 @@ class BuildConfig:
     progress_every_s: float = 30.0  # a progress line this often when stderr is not a terminal
 
     def __post_init__(self):
-        self.out = Path(self.out)
+        self.out = str(self.out).rstrip("/") if is_remote(self.out) else Path(self.out)
+        if self.cache is not None and is_remote(self.cache):
+            raise ValueError(f"--cache {self.cache}: the download cache is a local folder on each node "
+                             "(a corpus on object storage keeps it in the node's stage)")
 
     @property
     def layout(self) -> CorpusLayout:
@@ -170,7 +174,7 @@ class BuildConfig:
         shards = ShardConfig(**{f.name: recorded[f.name] for f in fields(ShardConfig)})
         fetch = recorded.get("fetch", {})
         hands = recorded.get("hands")
-        config = cls(out=Path(out), settings=settings, shards=shards,
+        config = cls(out=out, settings=settings, shards=shards,
                      labeler=LabelerConfig(**recorded.get("labeler", {})), hands=HandsConfig(**hands) if hands else None,
                      fetch=FetchOptions(**{**fetch, "format_sort": tuple(fetch.get("format_sort", DEFAULT_FORMAT_SORT))}))
         # what the recorded fetch options leave out stays at its default

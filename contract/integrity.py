@@ -13,10 +13,12 @@ from pathlib import Path
 
 from contract.hashing import sha256_file
 from contract.layout import CorpusLayout
+from contract.store import file_size, files_in, pull
 
 
 def file_record(path: Path, **holds) -> dict:
     """A published file's entry: name, bytes, sha256, and what it holds (rows, samples...)."""
+    pull(path)
     return {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path), **holds}
 
 
@@ -45,11 +47,12 @@ def check_files(entries: list[tuple[Path, dict]], hashes: bool = False) -> list[
     (with `hashes`) of other content."""
     problems = []
     for path, record in entries:
-        if not path.is_file():
+        size = file_size(path)
+        if size is None:
             problems.append(f"{path}: missing (it holds {_holds(record)})")
-        elif path.stat().st_size != record["bytes"]:
-            problems.append(f"{path}: {path.stat().st_size} bytes, {record['bytes']} expected (damaged or cut short)")
-        elif hashes and sha256_file(path) != record["sha256"]:
+        elif size != record["bytes"]:
+            problems.append(f"{path}: {size} bytes, {record['bytes']} expected (damaged or cut short)")
+        elif hashes and sha256_file(pull(path)) != record["sha256"]:
             problems.append(f"{path}: its content changed (sha256 differs from corpus.json's)")
     return problems
 
@@ -93,7 +96,7 @@ def verify_corpus(root: str | Path | CorpusLayout, hashes: bool = True) -> dict:
                 "repair": "re-run the build", "files": 0}
     entries = expected_files(corpus, files)
     problems = check_files(entries, hashes) + unlisted_files(corpus, files) + label_parts_match_frames(corpus, files)
-    has_work = corpus.work.root.is_dir() and any((corpus.work.root / "frames").glob("*.parquet"))
+    has_work = bool(files_in(corpus.work.root / "frames", "*.parquet"))
     repair = ("nothing to repair" if not problems else
               "re-run the same `pianocorpus build MANIFEST --out CORPUS` (and, for a version made by relabel, the same "
               "relabel): the shards are re-assembled from CORPUS/.work" if has_work else

@@ -34,6 +34,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from contract.store import files_in, folders_in, is_remote, open_store, store_of
+
 MEDIA_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv")
 
 
@@ -91,9 +93,22 @@ class WorkLayout:
         """What the published files were last assembled from (a digest): an unchanged re-run skips assembly."""
         return self.root / "published.json"
 
+    def stage_records(self, *versions: str, hands: str | None = None, actors: bool = False) -> None:
+        """For a corpus on object storage, the records of the work state (videos, the labels
+        of `versions`, the hands of `hands`, the actors) into this node's stage, one listing
+        a folder, for a reader of them all (the driver); nothing for a local corpus."""
+        if (store := store_of(self.root)) is None:
+            return
+        store.pull_tree(self.root / "videos")
+        for version in versions:
+            store.pull_tree(self.labels_dir(version), (".json",))
+        if hands:
+            store.pull_tree(self.root / "hands" / hands, (".json",))
+        if actors:
+            store.pull_tree(self.actors)
+
     def label_versions(self) -> list[str]:
-        folder = self.root / "labels"
-        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        return folders_in(self.root / "labels")
 
 
 class CacheLayout:
@@ -137,12 +152,21 @@ PUBLISHED = ("corpus.json", "videos.parquet", "frames", "labels", "hands", "wds"
 class CorpusLayout:
     """A corpus folder: one generation of the contract's files (the published one, read
     once from the `current` pointer, unless another is named), its audio, work state and
-    default cache. A corpus made before generations has its files in the folder itself."""
+    default cache. A corpus made before generations has its files in the folder itself.
+
+    A corpus on object storage (`s3://...`: contract/store.py) has the same paths, under
+    this node's stage of it; `location` is its URI, and a layout sent to another node
+    (pickled) opens that node's stage."""
 
     def __init__(self, root: str | Path, generation: str | None = None):
-        self.root = Path(root)
+        self.store = open_store(str(root)) if is_remote(root) else None
+        self.root = self.store.stage if self.store else Path(root)
+        self.location = self.store.uri if self.store else self.root
         self.work = WorkLayout(self.root / ".work")
         self._generation = generation
+
+    def __reduce__(self):
+        return CorpusLayout, (str(self.location), self._generation)
 
     @classmethod
     def published(cls, corpus: "str | Path | CorpusLayout") -> "CorpusLayout":
@@ -151,10 +175,10 @@ class CorpusLayout:
         if isinstance(corpus, CorpusLayout):
             return corpus
         layout = cls(corpus)
-        return cls(layout.root, layout.generation)
+        return cls(layout.location, layout.generation)
 
-    def __str__(self) -> str:  # messages name the corpus folder
-        return str(self.root)
+    def __str__(self) -> str:  # messages name the corpus folder (or URI)
+        return str(self.location)
 
     @property
     def pointer(self) -> Path:
@@ -166,7 +190,10 @@ class CorpusLayout:
         before them, or copied by a tool that followed the symlinks (its files are then
         real copies at the top, and read there)."""
         if self._generation is None:
-            self._generation = os.readlink(self.pointer).rsplit("/", 1)[-1] if self.pointer.is_symlink() else ""
+            if self.store is not None:  # the pointer is an object naming the generation
+                self._generation = (self.store.read_text(self.pointer) or "").strip().rsplit("/", 1)[-1]
+            else:
+                self._generation = os.readlink(self.pointer).rsplit("/", 1)[-1] if self.pointer.is_symlink() else ""
         return self._generation
 
     @property
@@ -174,13 +201,12 @@ class CorpusLayout:
         return self.root / "data" / self.generation if self.generation else self.root
 
     def generations(self) -> list[str]:
-        folder = self.root / "data"
-        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        return folders_in(self.root / "data")
 
     def next_generation(self) -> "CorpusLayout":
         """The layout of the generation a new publish writes (the one after the current)."""
         number = int(self.generation[1:]) if self.generation else 0
-        return CorpusLayout(self.root, f"g{number + 1:06d}")
+        return CorpusLayout(self.location, f"g{number + 1:06d}")
 
     @property
     def corpus_json(self) -> Path:
@@ -205,12 +231,11 @@ class CorpusLayout:
         return self.data / "frames" / split
 
     def frame_parts(self, split: str) -> list[Path]:
-        return sorted(self.frames_dir(split).glob("part-*.parquet"))
+        return files_in(self.frames_dir(split), "part-*.parquet")
 
     def splits(self) -> list[str]:
         """The splits that have frames (those with at least one ok video)."""
-        folder = self.data / "frames"
-        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        return folders_in(self.data / "frames")
 
     def labels_dir(self, version: str) -> Path:
         return self.data / "labels" / version
@@ -245,7 +270,7 @@ class CorpusLayout:
         return self.data / "wds" / version / split
 
     def wds_shards(self, version: str, split: str) -> list[Path]:
-        return sorted(self.wds_dir(version, split).glob(f"{split}-*.tar"))
+        return files_in(self.wds_dir(version, split), f"{split}-*.tar")
 
     def wds_stats_dir(self, version: str) -> Path:
         return self.data / "stats" / "wds" / version

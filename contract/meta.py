@@ -11,6 +11,7 @@ from pathlib import Path
 
 from contract.atomic import atomic_json
 from contract.layout import CorpusLayout
+from contract.store import pull
 
 CORPUS_FORMAT = "pianocorpus/1"
 RECORDED_PACKAGES = ("pianocorpus", "ray", "yt-dlp", "av", "opencv-python-headless", "pyarrow", "webdataset",
@@ -18,7 +19,7 @@ RECORDED_PACKAGES = ("pianocorpus", "ray", "yt-dlp", "av", "opencv-python-headle
 
 
 def corpus_meta(corpus: str | Path | CorpusLayout) -> dict:
-    path = CorpusLayout.published(corpus).corpus_json
+    path = pull(CorpusLayout.published(corpus).corpus_json)
     if not path.is_file():
         raise ValueError(f"{corpus}: not a corpus (no corpus.json)")
     try:
@@ -73,7 +74,8 @@ def write_corpus_json(target: CorpusLayout, config: dict, manifest: str | None, 
     (BuildConfig.recorded()) and label version `version` added beside the earlier ones
     (the first, or `make_default`, becomes the default); `files` (contract/integrity.py)
     replaces the records of the files it names, by kind, split and label version."""
-    source = target.corpus_json if target.corpus_json.is_file() else CorpusLayout(target.root).corpus_json
+    source = pull(target.corpus_json)
+    source = source if source.is_file() else pull(CorpusLayout(target.location).corpus_json)
     previous = json.loads(source.read_text()) if source.is_file() else {}
     versions = {**previous.get("label_versions", {}), version: spec}
     recorded = previous.get("files", {})

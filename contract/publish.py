@@ -17,13 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contract.layout import PUBLISHED, CorpusLayout
+from contract.store import remove_tree, store_of
 
 
 def start_generation(corpus: CorpusLayout) -> CorpusLayout:
     """An empty folder for the generation after the published one (what a killed
     publish left there is removed: it was never published)."""
     new = corpus.next_generation()
-    shutil.rmtree(new.data, ignore_errors=True)
+    remove_tree(new.data)
     new.data.mkdir(parents=True)
     return new
 
@@ -31,6 +32,12 @@ def start_generation(corpus: CorpusLayout) -> CorpusLayout:
 def carry_over(old: CorpusLayout, new: CorpusLayout, keep: Callable[[Path], bool]) -> None:
     """Hard links in `new` to the files of `old` whose path (relative to the generation)
     `keep` accepts; copies where the file system has no hard links."""
+    if old.store is not None:
+        for path in sorted(old.store.listing(old.data)):
+            relative = path.relative_to(old.data)
+            if relative.parts[0] in PUBLISHED and keep(relative):
+                old.store.copy(path, new.data / relative)
+        return
     if not old.data.is_dir():
         return
     for path in sorted(old.data.rglob("*")):
@@ -41,7 +48,11 @@ def carry_over(old: CorpusLayout, new: CorpusLayout, keep: Callable[[Path], bool
 
 
 def link_file(source: Path, target: Path) -> None:
-    """`target` as a hard link to `source` (a copy where the file system has none)."""
+    """`target` as a hard link to `source` (a copy where the file system has none; a copy
+    made inside the store for a corpus on object storage)."""
+    if (store := store_of(target)) is not None:
+        store.copy(source, target)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
     try:
@@ -54,7 +65,10 @@ def publish(new: CorpusLayout) -> None:
     """Make `new` the published generation: the pointer switched in one rename, the
     names at the top made symlinks into it (those it holds: no dangling link for an
     optional part it has not), generations older than the one before removed."""
-    root, previous = new.root, CorpusLayout(new.root).generation
+    root, previous = new.root, CorpusLayout(new.location).generation
+    if new.store is not None:
+        _publish_in_store(new, previous)
+        return
     switching = root / f".current.{os.getpid()}.tmp"
     switching.unlink(missing_ok=True)
     switching.symlink_to(Path("data") / new.generation)
@@ -77,3 +91,12 @@ def publish(new: CorpusLayout) -> None:
     for generation in new.generations():
         if generation not in (new.generation, previous):
             shutil.rmtree(root / "data" / generation, ignore_errors=True)
+
+
+def _publish_in_store(new: CorpusLayout, previous: str) -> None:
+    """Object storage has no rename: the generation's objects are all in place, and the
+    pointer (an object naming it) is written last, in one put."""
+    new.store.write_text(new.pointer, f"data/{new.generation}\n")
+    for generation in new.generations():
+        if generation not in (new.generation, previous):
+            remove_tree(new.root / "data" / generation)

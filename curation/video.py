@@ -25,6 +25,7 @@ from contract.config import FetchOptions, HandsConfig, VideoSettings
 from contract.hashing import sha256_file
 from contract.layout import CacheLayout, CorpusLayout
 from contract.records import FRAME_COUNTS, FRAMES_SCHEMA, new_video_row
+from contract.store import pull
 from contract.threads import thread_budget
 from contract.vocab import NOT_FINAL, Failure, is_resource_error
 from curation.audio import NoAudioError, audio_to_flac
@@ -130,14 +131,17 @@ def _frame_batches(media: Path, quad, reference: np.ndarray, config, silent: np.
     """The frame pass's batches, in frame order: in one pass, or inside Ray for a video
     longer than `segment_s` as one task per segment (the video's task waits, its CPU
     lent to them), joined in order: the very frames one pass gives, a long recital no
-    longer one straggler."""
+    longer one straggler. The segments run on this node, where the downloaded video is
+    (nodes share no disk)."""
     segments = frame_segments(n_frames, config.fps, segment_s)
     if len(segments) == 1 or not _in_ray():
         yield from frame_pass(media, quad, reference, config, silent=silent, start_s=row.start_s, end_s=row.end_s)
         return
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    task = ray.remote(num_cpus=1)(_segment_records)
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    task = ray.remote(num_cpus=1, scheduling_strategy=here)(_segment_records)
     last = len(segments) - 1
     pending = [task.remote(str(media), quad, reference, config, silent, row.start_s, row.end_s, first,
                            None if i == last else stop) for i, (first, stop) in enumerate(segments)]
@@ -221,7 +225,7 @@ def process_hands(done: dict, corpus: CorpusLayout, cache: Path, settings: Video
     keeps its frames and labels, its record says why."""
     video_id = done["video_id"]
     out, record_path = corpus.work.hands(version, video_id), corpus.work.hands_record(version, video_id)
-    if out.is_file() and record_path.is_file():
+    if pull(out).is_file() and pull(record_path).is_file():  # (pull: a corpus on object storage)
         return json.loads(record_path.read_text())
     record = {"video_id": video_id, "hands_version": version, "status": "ok", "error": None}
     try:

@@ -22,6 +22,7 @@ from contract.hashing import sha256_file
 from contract.layout import CorpusLayout
 from contract.piano import LOWEST_MIDI, N_KEYS
 from contract.records import LABELS_SCHEMA, label_record
+from contract.store import pull
 from curation.audio import load_audio
 from curation.hands import fingertips_u, near_fingertip
 from labeling.agreement import Agreement, check
@@ -58,7 +59,7 @@ def label_videos(rows: list[dict], transcriber, spec: dict, version: str, corpus
     clips, ready, records = [], [], []
     for row in rows:
         try:
-            clips.append(load_audio(corpus.audio(row["video_id"])))
+            clips.append(load_audio(pull(corpus.audio(row["video_id"]))))  # (pull: written on another node)
             ready.append(row)
         except Exception as error:  # NoAudioError, or the file is gone
             records.append(_fail(corpus, version, row["video_id"], error))
@@ -75,7 +76,7 @@ def label_videos(rows: list[dict], transcriber, spec: dict, version: str, corpus
 def _write_labels(corpus: CorpusLayout, version: str, spec: dict, row: dict, result) -> dict:
     notes = labelled_notes(result, spec)
     n, fps = int(row["n_frames"]), float(row["fps"])
-    av = _agreement(corpus.work.key_levels(row["video_id"]), notes, fps, spec)
+    av = _agreement(pull(corpus.work.key_levels(row["video_id"])), notes, fps, spec)
     pedal = result.pedal
     if av.applied_s:  # the audio is late by applied_s: its notes happen that much earlier in the pictures
         notes = [replace(note, onset=note.onset - av.applied_s, offset=note.offset - av.applied_s) for note in notes
@@ -102,7 +103,7 @@ def _hands_checked(corpus: CorpusLayout, spec: dict, video_id: str, notes: list,
     `onset_filter` "hands VERSION" also the notes without the onsets no fingertip was near
     (a video whose hands are missing keeps all)."""
     version = spec.get("hands")
-    path = corpus.work.hands(version, video_id) if version else None
+    path = pull(corpus.work.hands(version, video_id)) if version else None
     if path is None or not path.is_file() or not notes:
         return notes, {"av_hands_near": None, "av_hands_dropped": None}
     keys = np.array([int(note.pitch) - LOWEST_MIDI for note in notes], np.int64)

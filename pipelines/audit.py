@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from contract.layout import CorpusLayout
 from contract.meta import corpus_label_version, corpus_meta, corpus_splits
 from contract.records import AV_FLAGS, video_totals
+from contract.store import pull
 from curation.probe import probe
 from labeling.metrics import frame_scores, onset_scores
 from labeling.midi import read_midi
@@ -130,11 +131,11 @@ def _part_tables(frames_path: Path, labels_path: Path) -> tuple[pd.DataFrame, pd
     """A part pair's tables; labels None when that part is missing or unreadable (the file
     checks name it), and no frames when the frames part is."""
     try:
-        frames = pq.read_table(frames_path, columns=["video_id", "frame", "kept"]).to_pandas()
+        frames = pq.read_table(pull(frames_path), columns=["video_id", "frame", "kept"]).to_pandas()
     except (OSError, pa.ArrowException):
         frames = pd.DataFrame({"video_id": [], "frame": [], "kept": []})
     try:
-        return frames, pq.read_table(labels_path, columns=["video_id", "frame", "frame_roll"]).to_pandas()
+        return frames, pq.read_table(pull(labels_path), columns=["video_id", "frame", "frame_roll"]).to_pandas()
     except (OSError, pa.ArrowException):
         return frames, None
 
@@ -155,7 +156,7 @@ def label_figures(corpus: CorpusLayout, videos: pd.DataFrame, version: str) -> t
             if len(kept):
                 tally.add_frames(np.stack(kept.frame_roll.to_numpy()).astype(bool))
         for row in ok[ok.split == split].itertuples():
-            midi = corpus.midi(version, row.video_id)
+            midi = pull(corpus.midi(version, row.video_id))
             if midi.is_file():
                 tally.add_notes(read_midi(midi), float(row.duration_s or 0))
         out[split] = tally.summary()
@@ -205,14 +206,14 @@ def duplicate_checks(videos: pd.DataFrame) -> list[dict]:
 
 
 def audio_seconds(corpus: CorpusLayout, video_id: str) -> float | None:
-    path = corpus.audio(video_id)
+    path = pull(corpus.audio(video_id))
     return probe(path).duration_s if path.is_file() else None
 
 
 def av_rows(corpus: CorpusLayout, version: str) -> dict[str, dict]:
     """The label version's agreement with the pictures per video (labels/VERSION/av.parquet;
     empty for a version made before it was measured)."""
-    path = corpus.av_table(version)
+    path = pull(corpus.av_table(version))
     return {r["video_id"]: r for r in pq.read_table(path).to_pylist()} if path.is_file() else {}
 
 
@@ -291,7 +292,7 @@ def compare_versions(corpus: CorpusLayout, videos: pd.DataFrame, version: str, o
         refs, ests = [], []
         for frames_path, labels_path in _parts(corpus, split, version):
             frames, ref = _part_tables(frames_path, labels_path)
-            est = pq.read_table(corpus.label_part(other, split, frames_path),
+            est = pq.read_table(pull(corpus.label_part(other, split, frames_path)),
                                 columns=["video_id", "frame", "frame_roll"]).to_pandas()
             merged = frames[frames.kept].merge(ref, on=["video_id", "frame"]).merge(
                 est, on=["video_id", "frame"], suffixes=("_ref", "_est"))
@@ -300,7 +301,7 @@ def compare_versions(corpus: CorpusLayout, videos: pd.DataFrame, version: str, o
                 ests.append(np.stack(merged.frame_roll_est.to_numpy()).astype(bool))
         split_onsets = []
         for video_id in videos[(videos.status == "ok") & (videos.split == split)].video_id:
-            a, b = (corpus.midi(v, video_id) for v in (version, other))
+            a, b = (pull(corpus.midi(v, video_id)) for v in (version, other))
             if a.is_file() and b.is_file():
                 split_onsets.append(onset_scores(read_midi(a), read_midi(b))["f1"])
         ref, est = np.concatenate([empty, *refs]), np.concatenate([empty, *ests])
@@ -336,7 +337,7 @@ def audit(corpus: str | Path | CorpusLayout, label_version: str | None = None, c
     meta = corpus_meta(corpus)
     version = corpus_label_version(corpus, label_version)
     other = corpus_label_version(corpus, compare) if compare else None
-    videos = pq.read_table(corpus.videos).to_pandas().astype(object)
+    videos = pq.read_table(pull(corpus.videos)).to_pandas().astype(object)
     videos = videos.where(videos.notna(), None)  # nulls stay None in the JSON
     manifest_path = manifest or meta.get("manifest")
     labels, pairing = label_figures(corpus, videos, version)

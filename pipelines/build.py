@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -35,6 +34,7 @@ from contract.lock import corpus_lock
 from contract.meta import corpus_meta, write_corpus_json
 from contract.publish import carry_over, link_file, publish, start_generation
 from contract.records import AV_COLUMNS, AV_SCHEMA, VIDEOS_SCHEMA, new_video_row, video_totals
+from contract.store import exists, file_stamp, pull, remove_tree
 from curation.hands import hands_spec, hands_version
 from curation.probe import ProbeError, probe
 from curation.ratelimit import shared_limiter
@@ -99,6 +99,9 @@ class LabelActor:
         import pandas as pd
 
         rows = batch.to_dict("records")
+        for r in rows:
+            pull(self.corpus.work.label_rolls(self.version, r["video_id"]))  # (the stage of a corpus on object storage)
+            pull(self.corpus.work.label_record(self.version, r["video_id"]))
         todo = [r for r in rows if r["status"] == "ok" and not _labels_done(self.corpus, self.version, r["video_id"])]
         label_videos(todo, self.transcriber, self.spec, self.version, self.corpus)  # failures are records
         return pd.DataFrame([{"video_id": r["video_id"]} for r in rows])
@@ -128,7 +131,7 @@ def _label_record(corpus: CorpusLayout, version: str, video_id: str) -> dict:
 
 def _video_done(config: BuildConfig, row: ManifestRow) -> dict | None:
     """The earlier result for this video, if it is final for these settings."""
-    path = config.layout.work.video_json(row.video_id)
+    path = pull(config.layout.work.video_json(row.video_id))
     if not path.is_file():
         return None
     done = json.loads(path.read_text())
@@ -137,6 +140,9 @@ def _video_done(config: BuildConfig, row: ManifestRow) -> dict | None:
     if done.get("final") is False:  # out of disk or memory last time: try again
         return None
     frames = config.layout.work.frames(row.video_id)
+    if done["status"] == "ok":  # (the stage of a corpus on object storage)
+        pull(frames)
+        pull(config.layout.work.key_levels(row.video_id))
     if done["status"] == "ok" and not (frames.is_file() and sha256_file(frames) == done.get("frames_sha256")):
         return None  # gone, damaged, or written over by a straggler of a killed run: redo the video
     if done["status"] == "ok" and not config.layout.work.key_levels(row.video_id).is_file():
@@ -171,7 +177,7 @@ def label_stage(ds, config: BuildConfig, labeler: LabelerConfig, spec: dict, ver
     from ray.data import ActorPoolStrategy
 
     size, share = actor_pool(labeler.name, gpus, cpus, config.ray.gpus_per_actor)
-    shutil.rmtree(config.layout.work.actors, ignore_errors=True)  # this run's actors announce themselves
+    remove_tree(config.layout.work.actors)  # this run's actors announce themselves
     return ds.map_batches(
         LabelActor, batch_size=labeler.batch, batch_format="pandas",
         fn_constructor_kwargs={"labeler": labeler, "spec": spec, "version": version, "corpus": str(config.out)},
@@ -256,6 +262,7 @@ def run_graph(config: BuildConfig, rows: list[ManifestRow], labeler: LabelerConf
 def _video_rows(config: BuildConfig, rows: list[ManifestRow], version: str) -> list[dict]:
     """videos.parquet's rows from the work state; an ok video whose labels failed fails as `labels`."""
     corpus, out = config.layout, []
+    corpus.work.stage_records(version, hands=_hands_version(config))
     for row in sorted(rows, key=lambda r: r.video_id):
         path = corpus.work.video_json(row.video_id)
         done = json.loads(path.read_text()) if path.is_file() else {
@@ -309,11 +316,14 @@ def _remakeable_versions(published: CorpusLayout, corpus: CorpusLayout, video_ro
                          version: str) -> dict[str, dict]:
     """The published corpus's other label versions whose labels every ok video has in the
     work state, with their specs."""
-    if not published.corpus_json.is_file():
+    if not exists(published.corpus_json):
         return {}
     ok = [r["video_id"] for r in video_rows if r["status"] == "ok"]
-    return {other: spec for other, spec in corpus_meta(published)["label_versions"].items()
-            if other != version and all(_labels_done(corpus, other, v) for v in ok)}
+    others = {other: spec for other, spec in corpus_meta(published)["label_versions"].items() if other != version}
+    if corpus.store is not None:  # the rolls too: what is done is checked against them
+        for other in others:
+            corpus.store.pull_tree(corpus.work.labels_dir(other), (".json", ".parquet"))
+    return {other: spec for other, spec in others.items() if all(_labels_done(corpus, other, v) for v in ok)}
 
 
 def _label_version_of(path: Path) -> str | None:
@@ -336,7 +346,7 @@ def write_hands_version(config: BuildConfig, corpus: CorpusLayout, video_rows: l
         path = corpus.work.hands_record(version, row["video_id"])
         records[row["video_id"]] = json.loads(path.read_text()) if path.is_file() else {"status": "missing"}
         source = corpus.work.hands(version, row["video_id"])
-        if records[row["video_id"]].get("status") == "ok" and source.is_file():
+        if records[row["video_id"]].get("status") == "ok" and exists(source):
             link_file(source, corpus.hands_file(version, row["video_id"]))
             files[row["video_id"]] = file_record(corpus.hands_file(version, row["video_id"]))
     atomic_json({**hands_spec(config.hands, config.settings.frames.fps), "hands_version": version, "videos": records},
@@ -361,7 +371,7 @@ def write_label_version(config: BuildConfig, corpus: CorpusLayout, video_rows: l
                                   "samples": sum(s["samples"] for s in wds[split])}
     for row in video_rows:
         midi = corpus.work.label_midi(version, row["video_id"])
-        if row["status"] == "ok" and midi.is_file():  # (a version made before MIDI went through the work state keeps its own)
+        if row["status"] == "ok" and exists(midi):  # (a version made before MIDI went through the work state keeps its own)
             link_file(midi, corpus.midi(version, row["video_id"]))
     av_rows = [{"video_id": row["video_id"], "split": row["split"],
                 **{name: record.get(name) for name in AV_SCHEMA.names[2:]}}
@@ -379,7 +389,7 @@ def build(manifest_path: str | Path, config: BuildConfig) -> dict:
     """Build (or resume) the corpus; returns the stats written to stats/summary.json."""
     manifest = load_manifest(manifest_path)
     rows = list(manifest.rows)
-    if config.layout.corpus_json.exists():
+    if exists(config.layout.corpus_json):
         corpus_meta(config.out)  # a damaged corpus.json is named now, not after the whole run
     config.manifest = str(Path(manifest.path).resolve())
     with corpus_lock(config.out, "build"):
@@ -407,9 +417,8 @@ def _assembly_inputs(config: BuildConfig, video_rows: list[dict], version: str, 
         if row["status"] == "ok":
             optional = [work.hands(hands, row["video_id"])] if hands else []  # a video whose hands failed has none
             for path in (work.frames(row["video_id"]), work.label_rolls(version, row["video_id"]),
-                         *(p for p in optional if p.is_file())):
-                stat = path.stat()
-                stamps.append([path.name, stat.st_size, stat.st_mtime_ns])
+                         *(p for p in optional if exists(p))):
+                stamps.append(file_stamp(path))
     return json_digest({"config": config.recorded(), "manifest": config.manifest, "rows": video_rows,
                         "version": version, "spec": spec, "work": stamps}, 32)
 
@@ -418,12 +427,12 @@ def _published_unchanged(config: BuildConfig, inputs: str) -> dict | None:
     """The published summary when the corpus was assembled from these very inputs and its
     files are all in place: a re-run that changes nothing rewrites nothing."""
     corpus = config.layout
-    published = corpus.work.published
-    if not (published.is_file() and corpus.summary_json.is_file() and corpus.corpus_json.is_file()):
+    published, summary = pull(corpus.work.published), pull(corpus.summary_json)
+    if not (published.is_file() and summary.is_file() and exists(corpus.corpus_json)):
         return None
     if json.loads(published.read_text()).get("inputs") != inputs:
         return None
-    if check_files(expected_files(corpus, corpus_meta(corpus.root).get("files", {}))):
+    if check_files(expected_files(corpus, corpus_meta(corpus.location).get("files", {}))):
         return None  # damaged since: assemble again (the repair)
     return json.loads(corpus.summary_json.read_text())
 
@@ -445,7 +454,7 @@ def relabel(corpus: str | Path, labeler: LabelerConfig = LabelerConfig(), make_d
     published only when every ok video has its labels; failures are named, and a re-run
     redoes only them."""
     layout = CorpusLayout(corpus)
-    if not layout.videos.is_file():
+    if not exists(layout.videos):
         raise ValueError(f"{corpus}: not a corpus (no videos.parquet)")
     meta = corpus_meta(corpus)
     with corpus_lock(corpus, "relabel"):
@@ -453,13 +462,13 @@ def relabel(corpus: str | Path, labeler: LabelerConfig = LabelerConfig(), make_d
 
 
 def _relabel(layout: CorpusLayout, meta: dict, labeler: LabelerConfig, make_default: bool, ray: RayConfig) -> dict:
-    corpus = layout.root
+    corpus = layout.location
     damaged = check_files(expected_files(layout, {"frames": meta.get("files", {}).get("frames", {})}))
     if damaged:
         raise ValueError(f"{corpus}: frames parts damaged, new labels would not match them: {'; '.join(damaged[:5])}. "
                          "Re-run the build to repair them first (`pianocorpus verify` lists every problem)")
     config = BuildConfig.of_corpus(corpus, meta["config"], ray=ray, manifest=meta.get("manifest"))
-    videos = [v for v in pq.read_table(layout.videos).to_pylist() if v["status"] == "ok"]
+    videos = [v for v in pq.read_table(pull(layout.videos)).to_pylist() if v["status"] == "ok"]
     started_here = not ray_is_up()
     labeler = _resolved(labeler, config.ray)
     spec, version = _label_spec(config, labeler)
@@ -472,6 +481,7 @@ def _relabel(layout: CorpusLayout, meta: dict, labeler: LabelerConfig, make_defa
     for line in new_actor_lines(layout.work, set()):
         log.info("%s", line)
     with ray_stopping(started_here):
+        layout.work.stage_records(version)
         records = {v["video_id"]: _label_record(layout, version, v["video_id"]) for v in videos}
         failed = {v: r.get("label_error", "no label record") for v, r in records.items() if r.get("label_status") != "ok"}
         if failed:

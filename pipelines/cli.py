@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from contract.extras import missing_extra
+from contract.store import is_remote
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -259,7 +260,8 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
                                    "(the corpus layout in the README). Re-running resumes.")
     p.add_argument("manifest", metavar="MANIFEST", nargs="?",
                    help="CSV, TSV, JSONL or Parquet (or a shipped name: demo, audeo, pianoyt); default: the --config's")
-    p.add_argument("--out", type=Path, required=True, metavar="CORPUS", help="corpus folder (created, or resumed)")
+    p.add_argument("--out", type=corpus_location, required=True, metavar="CORPUS",
+                   help="corpus folder, or object-storage URI such as s3://bucket/prefix (created, or resumed)")
     _add_config(p, "the build's settings (a corpus.json repeats that build)")
     p.add_argument("--cache", type=Path, help="download cache (default CORPUS/.cache)")
     _add_labeler_options(p)
@@ -297,6 +299,11 @@ def _size(text: str, flag: str) -> tuple[int, int]:
 
 
 FAILED_SHOWN = 20  # the failed videos the summary names, each with its error
+
+
+def corpus_location(text: str) -> Path | str:
+    """A corpus argument: a folder, or an object-storage URI kept as it is (a Path would fold s3:// into s3:/)."""
+    return text.rstrip("/") if is_remote(text) else Path(text)
 
 
 def print_summary(stats: dict, out: Path) -> None:
@@ -425,7 +432,7 @@ def _add_relabel(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("relabel", help="new pseudo labels for a corpus from its audio (frames untouched)",
                        description="Transcribe CORPUS/audio/ with a labeler and write labels/VERSION/ and "
                                    "wds/VERSION/; frames and audio are not touched.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
+    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     _add_labeler_options(p)
     p.add_argument("--make-default", action="store_true",
                    help="make the new version the corpus's default_label_version (what readers use)")
@@ -465,7 +472,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the Video2Roll-style model on a corpus's shards",
                        description="Train on CORPUS's train split into the run folder OUT; evaluate after each "
                                    "epoch; re-running with the same OUT resumes after its last epoch.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
+    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run folder: checkpoints and history (resumed)")
     p.add_argument("--label-version", help="label version to learn (default: the corpus's default)")
     p.add_argument("--epochs", type=int, default=10, help="epochs in all, counting resumed ones (default 10)")
@@ -533,7 +540,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="frame-level precision/recall/accuracy/F1 of a checkpoint on a corpus",
                        description="Evaluate CKPT on CORPUS's splits: Audeo's per-frame averaged metrics and the "
                                    "summed ones, per split and overall; writes them as JSON.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
+    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="a checkpoint written by train")
     p.add_argument("--split", action="append", default=[], metavar="SPLIT", help="(repeatable; default test)")
     p.add_argument("--label-version", help="reference labels (default: the checkpoint's)")
@@ -566,7 +573,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                        description="Write CORPUS/stats/audit.json and a self-contained CORPUS/stats/report.html "
                                    "(splits, published figures, label statistics, per-video flags, checks) and "
                                    "print a short summary.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
+    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--label-version", help="labels to describe (default: the corpus's default)")
     p.add_argument("--compare", metavar="V2", help="also measure how far label version V2 agrees with them")
     p.add_argument("--manifest", help="manifest for published figures (default: the one the corpus was built from)")
@@ -630,7 +637,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                        description="Check that every part and shard corpus.json lists is present, of its size and "
                                    "content (sha256), that no stale part lies beside them and that each label "
                                    "version labels the current frames; say what repairs it. Exit 1 on a problem.")
-    p.add_argument("corpus", type=Path, metavar="CORPUS", help="a corpus folder (made by build)")
+    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--quick", action="store_true", help="sizes only, no hashes")
     p.set_defaults(run=_run_verify)
 

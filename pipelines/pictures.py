@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from contract.layout import CacheLayout, CorpusLayout
 from contract.piano import BLACK_LENGTH, N_WHITE, key_layout
+from contract.store import pull
 from contract.vocab import DROP_REASONS
 from curation.rectify import rectify_keyboard
 
@@ -62,11 +63,11 @@ def read_video_frames(corpus: CorpusLayout, video_id: str, split: str, version: 
     """The video's rows of its split's frames parts, and of the label parts beside them."""
     frames, rolls = [], []
     for part in corpus.frame_parts(split):
-        table = pq.read_table(part, filters=[("video_id", "=", video_id)])
+        table = pq.read_table(pull(part), filters=[("video_id", "=", video_id)])
         if not table.num_rows:
             continue
         frames.append(table)
-        labels = corpus.label_part(version, split, part)
+        labels = pull(corpus.label_part(version, split, part))
         if labels.is_file():
             rows = pq.read_table(labels, columns=["video_id", "frame", "frame_roll"], filters=[("video_id", "=", video_id)])
             rolls.append(np.asarray(rows.column("frame_roll").to_pylist(), bool).reshape(-1, 88))

@@ -23,6 +23,7 @@ def new_actor_lines(work: WorkLayout, seen: set[str]) -> list[str]:
     """A line for each transcriber actor that announced itself (pipelines/build.py) and is
     not in `seen` (which gets it): which labeler, on which device and node."""
     lines = []
+    work.stage_records(actors=True)
     for path in sorted(work.actors.glob("*.json")) if work.actors.is_dir() else []:
         if path.name in seen:
             continue
@@ -46,6 +47,7 @@ class BuildProgress:
         self.every_s = 1.0 if self.tty else every_s
         self.seen: dict[str, dict] = {}
         self.actors: set[str] = set()
+        self.work.stage_records(*[label_version] if label_version else [])
         self.resumed = {v for v in self.video_ids if self.work.video_json(v).is_file()}  # done before this run
         self.started = time.perf_counter()
         self.stopping = threading.Event()
@@ -67,6 +69,7 @@ class BuildProgress:
             self._emit(final=False)
 
     def _poll(self) -> None:
+        self.work.stage_records(*[self.label_version] if self.label_version else [])
         for line in new_actor_lines(self.work, self.actors):
             if self.tty:
                 self.stream.write("\r\x1b[2K" + line + "\n")

@@ -19,6 +19,7 @@ from contract.config import FrameConfig
 from contract.layout import CacheLayout, CorpusLayout
 from contract.piano import key_layout
 from contract.records import AV_FLAGS
+from contract.store import pull
 from contract.vocab import DROP_REASONS
 from pipelines.pictures import DROP_COLOURS, figure_tag, video_pictures
 
@@ -274,7 +275,7 @@ def write_report(result: dict, corpus: "Path | CorpusLayout", cache: Path | None
     recorded = result.get("provenance", {}).get("config", {}).get("frames")
     frames = FrameConfig(**recorded) if recorded else FrameConfig()
     crop = (frames.crop_width, frames.crop_height)
-    rows = {r["video_id"]: r for r in pq.read_table(layout.videos).to_pylist()}
+    rows = {r["video_id"]: r for r in pq.read_table(pull(layout.videos)).to_pylist()}
     for entry in result["videos"]:
         if entry["status"] == "ok":
             pictures = video_pictures(layout, rows[entry["video_id"]], result["label_version"], cache_layout, crop)

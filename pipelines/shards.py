@@ -33,18 +33,20 @@ from contract.integrity import file_record
 from contract.layout import CorpusLayout, part_name, shard_name
 from contract.piano import N_KEYS
 from contract.records import FRAMES_SCHEMA, LABELS_SCHEMA
+from contract.store import parquet_rows, pull, restaged
 
 Run = tuple[str, int, int]  # (a source, first row, one past the last): a run of rows of one file
 
 
 def run_tasks(task: Callable, jobs: list[tuple]) -> list:
-    """task(*job) for every job, in order: as Ray tasks when Ray is up, else here in turn."""
+    """task(*job) for every job, in order: as Ray tasks when Ray is up, else here in turn.
+    The paths of a corpus on object storage travel as paths of the receiving node's stage."""
     import ray
 
     if not ray.is_initialized():
         return [task(*job) for job in jobs]
     remote = ray.remote(num_cpus=1)(task)
-    return ray.get([remote.remote(*job) for job in jobs])
+    return ray.get([remote.remote(*restaged(job)) for job in jobs])
 
 
 def _cut(counts: list[tuple[str, int]], rows_per_part: int) -> list[list[Run]]:
@@ -66,7 +68,7 @@ def _cut(counts: list[tuple[str, int]], rows_per_part: int) -> list[list[Run]]:
 def _rows(path: str | Path, start: int, stop: int) -> pa.Table:
     """Rows [start, stop) of a video's frame table, reading only the row groups that hold
     them (the frame pass writes one a batch)."""
-    file = pq.ParquetFile(path)
+    file = pq.ParquetFile(pull(Path(path)))
     groups, first, offset = [], None, 0
     for g in range(file.metadata.num_row_groups):
         n = file.metadata.row_group(g).num_rows
@@ -88,7 +90,7 @@ def write_frame_part(runs: list[Run], path: Path) -> dict:
 
 def write_frame_parts(sources: list[Path], folder: Path, rows_per_part: int) -> list[dict]:
     """The per-video frame tables, in order, as folder/part-NNNNN.parquet; a file record of each."""
-    counts = [(str(p), pq.ParquetFile(p).metadata.num_rows) for p in sources]
+    counts = [(str(p), parquet_rows(p)) for p in sources]
     plan = _cut(counts, rows_per_part)
     return run_tasks(write_frame_part, [(runs, folder / part_name(n)) for n, runs in enumerate(plan)])
 
@@ -101,7 +103,7 @@ class _LabelTables:
 
     def rows(self, video_id: str, frames: list[int]) -> pa.Table:
         if video_id != self.video_id:
-            self.video_id, self.table = video_id, pq.read_table(self.sources[video_id], schema=LABELS_SCHEMA)
+            self.video_id, self.table = video_id, pq.read_table(pull(self.sources[video_id]), schema=LABELS_SCHEMA)
         return self.table.take(pa.array(frames))  # a label table's row k is frame k
 
 
@@ -115,7 +117,7 @@ def _runs(video_ids: list[str]) -> Iterator[tuple[str, int, int]]:
 
 def write_label_part(frames_part: Path, sources: dict[str, Path], path: Path) -> dict:
     """The labels part that holds the rolls of exactly the frames of `frames_part`; its file record."""
-    table = pq.read_table(frames_part, schema=FRAMES_SCHEMA, columns=["video_id", "frame"])
+    table = pq.read_table(pull(frames_part), schema=FRAMES_SCHEMA, columns=["video_id", "frame"])
     ids, frames = table.column("video_id").to_pylist(), table.column("frame").to_pylist()
     labels = _LabelTables(sources)
     pieces = [labels.rows(v, frames[a:b]) for v, a, b in _runs(ids)]
@@ -137,7 +139,7 @@ def _npy(array: np.ndarray) -> bytes:
 def _kept(frames_part: Path, start: int = 0, stop: int | None = None, columns: list[str] | None = None) -> pa.Table:
     """Kept frames [start, stop) of a frames part (in the part's order); only `columns`
     (with `kept`) when given."""
-    kept = pq.read_table(frames_part, schema=FRAMES_SCHEMA, columns=columns).filter(pa.compute.field("kept"))
+    kept = pq.read_table(pull(frames_part), schema=FRAMES_SCHEMA, columns=columns).filter(pa.compute.field("kept"))
     return kept.slice(start, None if stop is None else stop - start)
 
 
@@ -182,7 +184,7 @@ def _hand_keypoints(hands: dict[str, Path] | None, video_id: str, last: dict) ->
     corpus has hands and the video's are there; `last` keeps the video read last (its
     frames run on into the next part)."""
     path = (hands or {}).get(video_id)
-    if path is None or not path.is_file():
+    if path is None or not pull(path).is_file():
         return None
     if last.get("video_id") != video_id:
         with np.load(path) as data:

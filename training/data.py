@@ -45,6 +45,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from contract.integrity import check_files, expected_files
 from contract.layout import CorpusLayout
 from contract.meta import corpus_label_version, corpus_meta
+from contract.store import exists, is_remote, pull
 
 WINDOW = 5  # frames t-2..t+2
 HALO = WINDOW - 1
@@ -173,7 +174,7 @@ class FrameWindows(IterableDataset):
         if unknown or not targets:
             raise ValueError(f"targets {list(targets)}: expected some of {', '.join(TARGETS)}")
         self.targets, self.color, self.transform = tuple(targets), color, transform
-        self.corpus = Path(corpus)
+        self.corpus = corpus if is_remote(corpus) else Path(corpus)
         self.layout = CorpusLayout.published(corpus)  # every file from the generation published now
         self.split = split
         self.label_version = corpus_label_version(self.layout, label_version)
@@ -283,7 +284,7 @@ class WebDatasetWindows(FrameWindows):
     def records(self, unit: Path) -> Iterator[Record]:
         from webdataset.tariterators import tarfile_samples
 
-        for sample in tarfile_samples([{"url": str(unit)}]):
+        for sample in tarfile_samples([{"url": str(pull(unit))}]):  # (pull: a corpus on object storage)
             meta = json.loads(sample["json"])
             rolls = np.load(io.BytesIO(sample["rolls.npy"]))  # (4, 88): frame, onset, offset, velocity
             yield Record(meta["video_id"], int(meta["frame"]), sample["jpg"], rolls[0].astype(bool), rolls)
@@ -301,16 +302,16 @@ class ParquetWindows(FrameWindows):
         _checked_files(layout, "labels", self.label_version, self.split)
         frames = frames if frames is not None else layout.frame_parts(self.split)
         units = [(f, layout.label_part(self.label_version, self.split, f)) for f in frames]
-        missing = [str(lab) for _, lab in units if not lab.is_file()]
+        missing = [str(lab) for _, lab in units if not exists(lab)]
         if missing:
             raise ValueError(f"{self.corpus}: frames parts without labels: {', '.join(missing[:5])}")
         return units
 
     def records(self, unit: tuple[Path, Path]) -> Iterator[Record]:
         frames_path, labels_path = unit
-        frames = pq.ParquetFile(frames_path).iter_batches(self.batch_rows, columns=["video_id", "frame", "kept", "jpeg"])
+        frames = pq.ParquetFile(pull(frames_path)).iter_batches(self.batch_rows, columns=["video_id", "frame", "kept", "jpeg"])
         columns = ["video_id", "frame", "frame_roll"] + (["onset_roll", "offset_roll", "velocity"] if self.needs_rolls else [])
-        labels = pq.ParquetFile(labels_path).iter_batches(self.batch_rows, columns=columns)
+        labels = pq.ParquetFile(pull(labels_path)).iter_batches(self.batch_rows, columns=columns)
         for f, lab in zip(frames, labels, strict=True):
             ids, numbers = f.column("video_id").to_pylist(), f.column("frame").to_pylist()
             if ids != lab.column("video_id").to_pylist() or numbers != lab.column("frame").to_pylist():
@@ -340,7 +341,7 @@ def open_split(corpus: str | Path, split: str, reader: str = "wds", **options) -
 def count_windows(corpus: str | Path | CorpusLayout, split: str) -> int:
     """How many samples a split has, from the frames parts' small columns (no JPEG read)."""
     layout = corpus if isinstance(corpus, CorpusLayout) else CorpusLayout.published(corpus)
-    tables = [pq.read_table(p, columns=["video_id", "frame", "kept"]) for p in layout.frame_parts(split)]
+    tables = [pq.read_table(pull(p), columns=["video_id", "frame", "kept"]) for p in layout.frame_parts(split)]
     records = ((Record(v, f, b"", None), True) for t in tables
                for v, f, k in zip(*(t.column(c).to_pylist() for c in ("video_id", "frame", "kept"))) if k)
     return sum(1 for _ in windows(records, decode=lambda jpeg: None))

@@ -133,7 +133,7 @@ def evaluate(model: Video2Roll, corpus: str | Path, splits: list[str], *, label_
         all_ref.append(reference)
         all_est.append(estimate)
     result["overall"] = scores(np.concatenate(all_ref), np.concatenate(all_est))
-    result.update(label_version=corpus_label_version(Path(corpus), label_version), keys=keys, threshold=threshold)
+    result.update(label_version=corpus_label_version(corpus, label_version), keys=keys, threshold=threshold)
     return result
 
 
@@ -184,7 +184,7 @@ def _resume(run: Path, config: TrainConfig, model, optimizer, schedule) -> tuple
 
 def train(config: TrainConfig, progress: bool = True) -> list[dict]:
     """Train (or resume) into config.out; returns the history, one dict per epoch."""
-    config.label_version = corpus_label_version(Path(config.corpus), config.label_version)
+    config.label_version = corpus_label_version(config.corpus, config.label_version)
     config.size = tuple(config.size)
     config.eval_splits = config.eval_splits or default_eval_splits(config.corpus, config.train_split)
     run = Path(config.out)

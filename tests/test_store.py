@@ -1,0 +1,235 @@
+"""A corpus on object storage: real builds to `s3://` on a real S3 server (moto's
+standalone server, started here on 127.0.0.1), read back with pyarrow, webdataset and
+the training readers.
+
+The corpus in the bucket must be the local build's, byte for byte: on a two-node Ray
+cluster whose nodes have stages of their own (no disk shared between driver and
+workers), and after a build killed with -9 and resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.test_build import _tree_digest
+
+BUCKET = "corpora"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1, its endpoint and credentials in the environment (the
+    standard AWS_* variables: the build, its Ray workers and the readers find them there)."""
+    pytest.importorskip("s3fs")
+    port = _free_port()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        import fsspec
+
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "moto's server did not start"
+                time.sleep(0.2)
+        fs = fsspec.filesystem("s3")
+        fs.mkdir(BUCKET)
+        yield fs
+    finally:
+        server.kill()
+        server.wait()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _published(root: Path) -> dict[str, str]:
+    """A local corpus's published generation and audio, digested file by file."""
+    return {**_tree_digest(root / "current"), **{f"audio/{k}": v for k, v in _tree_digest(root / "audio").items()}}
+
+
+def _bucket_digest(fs, prefix: str, tmp: Path) -> dict[str, str]:
+    """The same of a corpus in the bucket: the generation its pointer names, and its audio."""
+    pointer = fs.cat_file(f"{prefix}/current").decode().strip()
+    local = tmp / "download"
+    fs.get(f"{prefix}/{pointer}/", str(local / "gen"), recursive=True)
+    fs.get(f"{prefix}/audio/", str(local / "audio"), recursive=True)
+    return {**_tree_digest(local / "gen"), **{f"audio/{k}": v for k, v in _tree_digest(local / "audio").items()}}
+
+
+def _build(manifest: Path, out: str, cache: Path, stage: Path, *extra: str, wait: bool = True):
+    command = [sys.executable, "-m", "pipelines.cli", "build", str(manifest), "--out", out, "--cache", str(cache),
+               "--labeler", "basic-pitch", "--rows-per-part", "200", "--shard-samples", "150", *extra]
+    env = {**os.environ, "PIANOCORPUS_STAGE": str(stage)}
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_a_two_node_build_to_s3_is_the_local_corpus_and_reads_back(built_corpus, served, s3, tmp_path):
+    """`build --out s3://... --address`: the head has no CPUs, so every task runs on the
+    second node, whose stage is its own; the bucket holds the local build's corpus byte
+    for byte, and pyarrow, webdataset and the training readers read it there."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    reference, _ = built_corpus
+    manifest, _, _ = served
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        worker = cluster.add_node(num_cpus=2, env_vars={"PIANOCORPUS_STAGE": str(tmp_path / "node2")})
+        cluster.wait_for_nodes()
+        result = _build(manifest, f"s3://{BUCKET}/two-node", reference.parent / "cache", tmp_path / "driver",
+                        "--address", cluster.address)
+        assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]  # the same four videos fail
+        assert _bucket_digest(s3, f"{BUCKET}/two-node", tmp_path) == _published(reference)
+        records = [json.loads(s3.cat_file(p)) for p in s3.glob(f"{BUCKET}/two-node/.work/videos/*.json")]
+        assert {r["node"] for r in records} == {worker.node_id} != {cluster.head_node.node_id}
+        # The frames were made, and the shards written, on the second node: the driver's stage never had them.
+        for made in (".work/frames/*.parquet", "frames/*/part-*.parquet", "wds/*/*/*.tar"):
+            assert list((tmp_path / "node2").rglob(made)) and not list((tmp_path / "driver").rglob(made)), made
+    finally:
+        cluster.shutdown()
+    _reads_back(f"s3://{BUCKET}/two-node", reference, tmp_path / "reader")
+
+
+def _reads_back(uri: str, reference: Path, stage: Path) -> None:
+    import pyarrow.fs as pafs
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    from contract.layout import CorpusLayout
+    from training.data import open_split
+
+    os.environ["PIANOCORPUS_STAGE"] = str(stage)  # this reader's own stage
+    try:
+        layout = CorpusLayout.published(uri)
+        prefix = uri.removeprefix("s3://")
+        fs, _ = pafs.FileSystem.from_uri(uri)
+        part = f"{prefix}/data/{layout.generation}/frames/train/part-00000.parquet"
+        assert pq.read_table(part, filesystem=fs).equals(pq.read_table(reference / "frames/train/part-00000.parquet"))
+        import fsspec
+
+        version = json.loads((reference / "corpus.json").read_text())["default_label_version"]
+        def samples(stream) -> list[dict]:
+            return [{k: v for k, v in s.items() if not k.startswith("__url")}
+                    for s in group_by_keys(tar_file_expander([{"stream": stream, "url": "-"}]))]
+
+        with fsspec.open(f"s3://{prefix}/data/{layout.generation}/wds/{version}/train/train-000000.tar") as stream:
+            remote = samples(stream)
+        with open(reference / f"wds/{version}/train/train-000000.tar", "rb") as local:
+            assert remote and remote == samples(local)
+        for reader in ("wds", "parquet"):
+            remote = [(s["video_id"], s["frame"], s["frames"].numpy().tobytes(), s["roll"].numpy().tobytes())
+                      for s in open_split(uri, "train", reader, size=(50, 450))]
+            local = [(s["video_id"], s["frame"], s["frames"].numpy().tobytes(), s["roll"].numpy().tobytes())
+                     for s in open_split(reference, "train", reader, size=(50, 450))]
+            assert remote and remote == local
+    finally:
+        os.environ.pop("PIANOCORPUS_STAGE", None)
+
+
+def test_a_build_to_s3_killed_with_9_resumes_to_the_same_corpus(built_corpus, served, s3, tmp_path):
+    """kill -9 mid-build on S3, then the same command from a fresh stage (another machine
+    would have none): the bucket's corpus is the uninterrupted local one."""
+    reference, _ = built_corpus
+    manifest, _, _ = served
+    uri = f"s3://{BUCKET}/killed"
+    process = _build(manifest, uri, reference.parent / "cache", tmp_path / "first", "--num-cpus", "1", wait=False)
+    deadline = time.time() + 120
+    while time.time() < deadline and not s3.glob(f"{BUCKET}/killed/.work/videos/*.json"):
+        time.sleep(0.2)
+    assert s3.glob(f"{BUCKET}/killed/.work/videos/*.json"), "the build made no progress before the kill"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not s3.exists(f"{BUCKET}/killed/current")  # killed before it published
+    ray_cli = Path(sys.executable).parent / "ray"
+    if ray_cli.exists():
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True)
+    finished = _build(manifest, uri, reference.parent / "cache", tmp_path / "second", "--num-cpus", "2")
+    assert finished.returncode == 1, finished.stderr[-3000:]
+    assert "from an earlier run" in finished.stderr  # the killed run's videos were taken from the bucket
+    assert _bucket_digest(s3, f"{BUCKET}/killed", tmp_path) == _published(reference)
+    _relabel_verify_audit(s3, uri, tmp_path / "third")
+
+
+def _relabel_verify_audit(s3, uri: str, stage: Path) -> None:
+    """relabel, verify and audit on the corpus in the bucket, from a stage of their own:
+    the new version is published with the frames parts' objects untouched, and the
+    training reader reads its labels."""
+    from training.data import open_split
+
+    env = {**os.environ, "PIANOCORPUS_STAGE": str(stage)}
+    prefix = uri.removeprefix("s3://")
+
+    def frames_objects() -> dict:
+        pointer = s3.cat_file(f"{prefix}/current").decode().strip()
+        return {p.split("/frames/")[1]: s3.info(p)["ETag"] for p in s3.find(f"{prefix}/{pointer}/frames")}
+
+    before = frames_objects()
+    cli = [sys.executable, "-m", "pipelines.cli"]
+    relabelled = subprocess.run(cli + ["relabel", uri, "--labeler", "basic-pitch", "--param", "onset_threshold=0.4",
+                                       "--make-default", "--num-cpus", "2"], capture_output=True, text=True, timeout=600,
+                                env=env)
+    assert relabelled.returncode == 0, relabelled.stdout[-2000:] + relabelled.stderr[-3000:]
+    assert frames_objects() == before  # copied inside the bucket: the same bytes
+    verified = subprocess.run(cli + ["verify", uri], capture_output=True, text=True, timeout=600, env=env)
+    assert verified.returncode == 0 and "0 problem(s)" in verified.stdout, verified.stdout[-2000:]
+    audited = subprocess.run(cli + ["audit", uri], capture_output=True, text=True, timeout=600, env=env)
+    assert audited.returncode == 0, audited.stdout[-2000:] + audited.stderr[-3000:]
+    pointer = s3.cat_file(f"{prefix}/current").decode().strip()
+    meta = json.loads(s3.cat_file(f"{prefix}/{pointer}/corpus.json"))
+    assert len(meta["label_versions"]) == 2 and s3.exists(f"{prefix}/{pointer}/stats/audit.json")
+    os.environ["PIANOCORPUS_STAGE"] = str(stage / "reader")
+    try:
+        samples = list(open_split(uri, "train", "wds", size=(50, 450)))
+        assert samples and {s["video_id"] for s in samples} == {"vid-a", "vid-b"}
+    finally:
+        os.environ.pop("PIANOCORPUS_STAGE", None)
+
+
+def test_a_staged_path_travels_as_the_receiving_nodes_stage_path(tmp_path, monkeypatch):
+    """What a task is handed (paths, strings, nested) names the same objects in the stage
+    of whichever node unpickles it."""
+    import pickle
+
+    from contract import store
+
+    pytest.importorskip("s3fs")
+    monkeypatch.setenv(store.STAGE_ENV, str(tmp_path / "here"))
+    here = store.open_store("s3://b/corpus")
+    job = ([(str(here.stage / "data/g1/frames/x.parquet"), 0, 3)], {"v": here.stage / ".work/v.parquet"}, "train", 7)
+    sent = pickle.dumps(store.restaged(job))
+    monkeypatch.setenv(store.STAGE_ENV, str(tmp_path / "there"))
+    store._STORES.clear()
+    arrived = pickle.loads(sent)
+    there = store.open_store("s3://b/corpus").stage
+    assert there != here.stage and there.parent == tmp_path / "there"
+    assert arrived == ([(str(there / "data/g1/frames/x.parquet"), 0, 3)], {"v": there / ".work/v.parquet"}, "train", 7)
+    assert store.store_of(there / "a") is not None and store.store_of(tmp_path / "a") is None
