@@ -68,6 +68,18 @@ def s3(tmp_path_factory):
                 os.environ[k] = v
 
 
+@pytest.fixture(scope="module")
+def reference(built_corpus, served, tmp_path_factory) -> Path:
+    """A local build of the same manifest with the same command (the shared built corpus
+    gains label versions from other modules' tests)."""
+    shared, _ = built_corpus
+    manifest, _, _ = served
+    out = tmp_path_factory.mktemp("store-reference") / "c"
+    result = _build(manifest, str(out), shared.parent / "cache", out.parent / "stage", "--num-cpus", "2")
+    assert result.returncode == 1, result.stderr[-3000:]  # four videos fail
+    return out
+
+
 def _published(root: Path) -> dict[str, str]:
     """A local corpus's published generation and audio, digested file by file."""
     return {**_tree_digest(root / "current"), **{f"audio/{k}": v for k, v in _tree_digest(root / "audio").items()}}
@@ -92,21 +104,21 @@ def _build(manifest: Path, out: str, cache: Path, stage: Path, *extra: str, wait
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
-def test_a_two_node_build_to_s3_is_the_local_corpus_and_reads_back(built_corpus, served, s3, tmp_path):
+def test_a_two_node_build_to_s3_is_the_local_corpus_and_reads_back(reference, built_corpus, served, s3, tmp_path):
     """`build --out s3://... --address`: the head has no CPUs, so every task runs on the
     second node, whose stage is its own; the bucket holds the local build's corpus byte
     for byte, and pyarrow, webdataset and the training readers read it there."""
     import ray
     from ray.cluster_utils import Cluster
 
-    reference, _ = built_corpus
+    cache = built_corpus[0].parent / "cache"
     manifest, _, _ = served
     ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
         worker = cluster.add_node(num_cpus=2, env_vars={"PIANOCORPUS_STAGE": str(tmp_path / "node2")})
         cluster.wait_for_nodes()
-        result = _build(manifest, f"s3://{BUCKET}/two-node", reference.parent / "cache", tmp_path / "driver",
+        result = _build(manifest, f"s3://{BUCKET}/two-node", cache, tmp_path / "driver",
                         "--address", cluster.address)
         assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]  # the same four videos fail
         assert _bucket_digest(s3, f"{BUCKET}/two-node", tmp_path) == _published(reference)
@@ -155,13 +167,13 @@ def _reads_back(uri: str, reference: Path, stage: Path) -> None:
         os.environ.pop("PIANOCORPUS_STAGE", None)
 
 
-def test_a_build_to_s3_killed_with_9_resumes_to_the_same_corpus(built_corpus, served, s3, tmp_path):
+def test_a_build_to_s3_killed_with_9_resumes_to_the_same_corpus(reference, built_corpus, served, s3, tmp_path):
     """kill -9 mid-build on S3, then the same command from a fresh stage (another machine
     would have none): the bucket's corpus is the uninterrupted local one."""
-    reference, _ = built_corpus
+    cache = built_corpus[0].parent / "cache"
     manifest, _, _ = served
     uri = f"s3://{BUCKET}/killed"
-    process = _build(manifest, uri, reference.parent / "cache", tmp_path / "first", "--num-cpus", "1", wait=False)
+    process = _build(manifest, uri, cache, tmp_path / "first", "--num-cpus", "1", wait=False)
     deadline = time.time() + 120
     while time.time() < deadline and not s3.glob(f"{BUCKET}/killed/.work/videos/*.json"):
         time.sleep(0.2)
@@ -172,7 +184,7 @@ def test_a_build_to_s3_killed_with_9_resumes_to_the_same_corpus(built_corpus, se
     ray_cli = Path(sys.executable).parent / "ray"
     if ray_cli.exists():
         subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True)
-    finished = _build(manifest, uri, reference.parent / "cache", tmp_path / "second", "--num-cpus", "2")
+    finished = _build(manifest, uri, cache, tmp_path / "second", "--num-cpus", "2")
     assert finished.returncode == 1, finished.stderr[-3000:]
     assert "from an earlier run" in finished.stderr  # the killed run's videos were taken from the bucket
     assert _bucket_digest(s3, f"{BUCKET}/killed", tmp_path) == _published(reference)
