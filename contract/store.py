@@ -49,7 +49,9 @@ class Store:
 
         self.uri = uri.rstrip("/")
         try:
-            self.fs, self.path = fsspec.core.url_to_fs(self.uri)
+            # No listings cache: s3fs answers `info` from a folder's cached listing, so a file
+            # another node put after this process listed the folder would read as missing.
+            self.fs, self.path = fsspec.core.url_to_fs(self.uri, use_listings_cache=False)
         except (ImportError, ValueError) as error:
             raise ValueError(f"{uri}: cannot open this storage ({error}); for s3:// install s3fs, for gs:// gcsfs") from None
         self.path = self.path.rstrip("/")

@@ -245,3 +245,20 @@ def test_a_staged_path_travels_as_the_receiving_nodes_stage_path(tmp_path, monke
     assert there != here.stage and there.parent == tmp_path / "there"
     assert arrived == ([(str(there / "data/g1/frames/x.parquet"), 0, 3)], {"v": there / ".work/v.parquet"}, "train", 7)
     assert store.store_of(there / "a") is not None and store.store_of(tmp_path / "a") is None
+
+
+def test_a_file_put_by_another_node_after_a_listing_is_seen(s3, tmp_path, monkeypatch):
+    """A store that listed a folder still finds a file another process put there after
+    (the driver lists the label records for its progress, then asks for each video's MIDI)."""
+    import fsspec
+
+    from contract import store
+
+    monkeypatch.setenv(store.STAGE_ENV, str(tmp_path / "stage"))
+    here = store.open_store(f"s3://{BUCKET}/listed")
+    folder = here.stage / ".work/labels/v"
+    s3.pipe_file(f"{BUCKET}/listed/.work/labels/v/a.json", b"{}")
+    assert here.pull_tree(folder, (".json",)) == [folder / "a.json"]
+    other = fsspec.filesystem("s3", skip_instance_cache=True)  # another node's client
+    other.pipe_file(f"{BUCKET}/listed/.work/labels/v/a.mid", b"MThd")
+    assert store.exists(folder / "a.mid") and store.file_size(folder / "a.mid") == 4
