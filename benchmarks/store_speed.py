@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,33 +21,9 @@ import time
 from pathlib import Path
 
 from benchmarks.build_speed import manifest_of, render_videos
+from tests.loopback import S3Server
 
 GOAL = 0.8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_s3() -> tuple[subprocess.Popen, dict]:
-    """moto's server and the environment that points the AWS clients at it."""
-    port = free_port()
-    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, env
-        except OSError:
-            if time.time() > deadline:
-                server.kill()
-                raise SystemExit("moto's S3 server did not start (pip install 'moto[server]' s3fs)")
-            time.sleep(0.2)
 
 
 def timed_build(manifest: Path, out: str, env: dict) -> float:
@@ -77,8 +52,8 @@ def main() -> None:
         media.mkdir(parents=True, exist_ok=True)
         manifest = manifest_of(render_videos(media, args.videos, args.seconds), tmp / "manifest.csv")
         seconds = args.videos * args.seconds
-        server, env = start_s3()
-        try:
+        with S3Server() as server:
+            env = server.env
             os.environ.update(env)
             fsspec.filesystem("s3").mkdir("bench")
             local, remote = [], []
@@ -90,9 +65,6 @@ def main() -> None:
                 remote.append(timed_build(manifest, f"s3://bench/run-{run}", {**env, "PIANOCORPUS_STAGE": str(stage)}))
                 shutil.rmtree(stage)
                 print(f"run {run + 1}: local {local[-1]:.1f} s, S3 {remote[-1]:.1f} s", flush=True)
-        finally:
-            server.kill()
-            server.wait()
     best_local, best_s3 = min(local), min(remote)
     ratio = (seconds / best_s3) / (seconds / best_local)
     print(f"{args.videos} videos of {args.seconds:g} s, 2 CPUs, best of {args.repeats}:")

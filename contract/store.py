@@ -37,8 +37,10 @@ def is_remote(location: str | Path) -> bool:
     return scheme not in ("", "file")
 
 
-def stage_base() -> Path:
-    return Path(os.environ.get(STAGE_ENV) or Path.home() / ".cache" / "pianocorpus" / "stage")
+def stage_of(uri: str) -> Path:
+    """This node's stage of the corpus at `uri`."""
+    base = Path(os.environ.get(STAGE_ENV) or Path.home() / ".cache" / "pianocorpus" / "stage")
+    return base / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
 
 
 class Store:
@@ -48,6 +50,7 @@ class Store:
         import fsspec
 
         self.uri = uri.rstrip("/")
+        self.stage = stage_of(self.uri)
         try:
             # No listings cache: s3fs answers `info` from a folder's cached listing, so a file
             # another node put after this process listed the folder would read as missing.
@@ -55,7 +58,6 @@ class Store:
         except (ImportError, ValueError) as error:
             raise ValueError(f"{uri}: cannot open this storage ({error}); for s3:// install s3fs, for gs:// gcsfs") from None
         self.path = self.path.rstrip("/")
-        self.stage = stage_base() / hashlib.sha256(self.uri.encode()).hexdigest()[:16]
         self.tags = self.stage / ".store"  # ETag of each staged file, as the store had it
 
     def key(self, local: Path) -> str:
@@ -160,8 +162,13 @@ _STORES: dict[Path, Store] = {}  # stage -> store, of the remote corpora this pr
 
 
 def open_store(uri: str) -> Store:
-    store = Store(uri)
-    return _STORES.setdefault(store.stage, store)
+    """The store of `uri` in this process (opened once: every layout and every path a task
+    receives asks for it)."""
+    store = _STORES.get(stage_of(uri))
+    if store is None:
+        store = Store(uri)
+        _STORES[store.stage] = store
+    return store
 
 
 def store_of(path: str | Path) -> Store | None:

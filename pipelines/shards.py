@@ -183,12 +183,13 @@ def _hand_keypoints(hands: dict[str, Path] | None, video_id: str, last: dict) ->
     """A video's hand keypoints in keyboard coordinates (n_frames, hands, 21, 2), when the
     corpus has hands and the video's are there; `last` keeps the video read last (its
     frames run on into the next part)."""
+    if last.get("video_id") == video_id:
+        return last["keypoints"]
     path = (hands or {}).get(video_id)
     if path is None or not pull(path).is_file():
         return None
-    if last.get("video_id") != video_id:
-        with np.load(path) as data:
-            last.update(video_id=video_id, keypoints=data["keyboard"])
+    with np.load(path) as data:
+        last.update(video_id=video_id, keypoints=data["keyboard"])
     return last["keypoints"]
 
 

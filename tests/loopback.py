@@ -14,6 +14,10 @@ Routes (any name after the route prefix):
 from __future__ import annotations
 
 import http.server
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -93,3 +97,35 @@ class MediaServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class S3Server:
+    """moto's standalone S3 server on 127.0.0.1 (a process of its own), and the standard
+    AWS_* variables that point the AWS clients (s3fs, pyarrow) at it: `env`."""
+
+    def __init__(self, start_timeout_s: float = 30.0):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.port}"}
+        self.start_timeout_s = start_timeout_s
+
+    def __enter__(self) -> "S3Server":
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **self.env})
+        deadline = time.time() + self.start_timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.time() > deadline or self.process.poll() is not None:
+                    self.__exit__()
+                    raise RuntimeError("moto's S3 server did not start (pip install 'moto[server]')") from None
+                time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        self.process.kill()
+        self.process.wait()

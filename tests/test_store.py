@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.loopback import S3Server
 from tests.test_build import _tree_digest
 
 BUCKET = "corpora"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,35 +31,21 @@ def s3(tmp_path_factory):
     """moto's S3 server on 127.0.0.1, its endpoint and credentials in the environment (the
     standard AWS_* variables: the build, its Ray workers and the readers find them there)."""
     pytest.importorskip("s3fs")
-    port = _free_port()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        import fsspec
+    import fsspec
 
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline, "moto's server did not start"
-                time.sleep(0.2)
-        fs = fsspec.filesystem("s3")
-        fs.mkdir(BUCKET)
-        yield fs
-    finally:
-        server.kill()
-        server.wait()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with S3Server() as server:
+        saved = {k: os.environ.get(k) for k in server.env}
+        os.environ.update(server.env)
+        try:
+            fs = fsspec.filesystem("s3")
+            fs.mkdir(BUCKET)
+            yield fs
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
