@@ -60,6 +60,7 @@ from contract.threads import thread_decoder
 from contract.vocab import Failure
 
 WORK_WIDTH = 960  # frames are downscaled to this width for the search
+FINE_WIDTH = 1600  # and searched again at up to this width when only a partial keyboard shows at WORK_WIDTH
 MIN_BLACK_MATCHED = 14  # of 36: hands may hide half the keys in a frame
 MIN_BLACK_PARTIAL = 16  # matched in a frame that is not a full 88: a keyboard in part
 MIN_MATCHED_SHARE = 0.45  # of the black keys inside the frame
@@ -860,8 +861,8 @@ def _evenly_spaced(decoded, n: int) -> list[np.ndarray]:
     return kept
 
 
-def _work_scale(frame: np.ndarray) -> float:
-    return WORK_WIDTH / frame.shape[1] if frame.shape[1] > WORK_WIDTH else 1.0
+def _work_scale(frame: np.ndarray, width: int = WORK_WIDTH) -> float:
+    return width / frame.shape[1] if frame.shape[1] > width else 1.0
 
 
 def _consistent(fits: list[KeyboardFit], width: float) -> list[int]:
@@ -874,11 +875,39 @@ def _consistent(fits: list[KeyboardFit], width: float) -> list[int]:
 
 
 def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> KeyboardLocation:
-    """Median quad over the largest group of frames where the same full keyboard was fitted."""
+    """Median quad over the largest group of frames where the same full keyboard was fitted.
+    A keyboard seen only in part at the working width is searched again finer: the far end
+    of a strong keystone, or keys leaning towards a camera looking along the keyboard, can
+    merge or vanish at 960 pixels and show at the source's width (up to FINE_WIDTH)."""
     height, width = frames[0].shape[:2]
     if height > width:
         raise KeyboardNotFound("no_keyboard", f"{label}: portrait frame {width}x{height}: no top-view keyboard")
-    scale = _work_scale(frames[0])
+    seen: list[np.ndarray] = []
+    try:
+        return _locate_at(frames, label, WORK_WIDTH, seen)
+    except KeyboardNotFound as coarse:
+        if coarse.reason != "partial_keyboard" or width <= WORK_WIDTH:
+            raise
+        try:
+            location = _locate_at(frames, label, FINE_WIDTH)
+        except KeyboardNotFound:
+            raise coarse from None
+        if not _where_seen(location.quad, seen, (height, width)):
+            raise coarse from None  # another row than the keys seen (an open upright's hammers)
+        return location
+
+
+def _where_seen(quad, partial_quads: list[np.ndarray], shape: tuple[int, int]) -> bool:
+    """Whether the finer search found its keyboard where the coarse one saw keys in part."""
+    return any(quad_iou(quad, other, shape) >= 0.5 for other in partial_quads)
+
+
+def _locate_at(frames: list[np.ndarray], label: str, work_width: int,
+               seen: list[np.ndarray] | None = None) -> KeyboardLocation:
+    """`locate_in_frames` with the frames searched at `work_width` (or their own, if
+    smaller); the quads of partial fits (source pixels) are added to `seen`."""
+    height, width = frames[0].shape[:2]
+    scale = _work_scale(frames[0], work_width)
     small = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1 else f
              for f in frames]
     fits, fitted, partial = [], [], []
@@ -891,6 +920,8 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
             fitted.append(index)
         elif fit is not None:
             partial.append(fit)
+    if seen is not None:
+        seen.extend(p.quad / scale for p in partial)
     group = _consistent(fits, small[0].shape[1]) if fits else []
     weak = bool(group) and max(fits[i].matched for i in group) < MIN_BLACK_STRONG
     sealed = bool(group) and np.median([fits[i].seams for i in group]) >= SEALED_SEAMS
@@ -901,8 +932,10 @@ def locate_in_frames(frames: list[np.ndarray], label: str = "video") -> Keyboard
         fits, fitted, group = [], [], []
     # A crop shows in most frames, noise does not; a full fit in a few frames of many
     # partial ones is a fluke (a hand or the light making a 76-key keyboard look whole),
-    # unless 3 or more agree and the white keys' seams stop at both their ends.
-    confirmed = sealed and len(group) >= 3
+    # unless the white keys' seams stop at both their ends and 3 or more agree, or 2 that
+    # each match most black keys (a lid's shadow or four hands spoil the other frames).
+    confirmed = sealed and (len(group) >= 3 or (len(group) == 2 and not weak and
+                                                 min(fits[i].matched for i in group) >= MIN_BLACK_STRONG))
     if (not fits and len(partial) >= max(1, 0.2 * len(frames))) or (len(partial) >= 4 * max(1, len(fits))
                                                                      and not confirmed):
         seen = int(np.median([p.keys_seen for p in partial]))

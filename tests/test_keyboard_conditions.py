@@ -4,6 +4,8 @@ differs from the renderer, then asks the locator for the keyboard."""
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -309,3 +311,48 @@ def test_a_fallboard_mirroring_the_keys_as_brightly_as_a_keyboard_is_not_taken_f
     glossy[_keyboard_mask(frame.shape, to_frame, 0, N_WHITE, -0.25, 0.0)] = (200, 200, 200)
     glossy[_keyboard_mask(frame.shape, to_frame, 20, 34, 0.1, 1.0)] = (70, 100, 150)
     _located_like(glossy, quad)
+
+
+def test_two_full_fits_matching_most_black_keys_stand_among_many_partial_ones(scene):
+    """Two frames show the whole keyboard with most black keys matched and the seams
+    sealed at both ends; twelve have the A0 end under hands (a lid's shadow and four hands
+    spoiled every other frame of a concert-grand video, which was refused as partial)."""
+    frame, quad, to_frame = scene
+    covered = frame.copy()
+    covered[_keyboard_mask(frame.shape, to_frame, -0.2, 9.0, -0.1, 1.1)] = (90, 120, 180)
+    location = locate_in_frames([frame] * 2 + [covered] * 12)
+    assert location.frames_used == 2 and quad_iou(location.quad, quad, frame.shape[:2]) > 0.93
+
+
+def test_two_weak_full_fits_among_many_partial_ones_stay_partial(scene):
+    """The same two frames with fewer than MIN_BLACK_STRONG black keys matched (a hand over
+    the middle) are no confirmation: a 76-key keyboard can look whole that way."""
+    frame, _, to_frame = scene
+    weak = _end_blacks_hidden(frame, to_frame)
+    covered = frame.copy()
+    covered[_keyboard_mask(frame.shape, to_frame, -0.2, 9.0, -0.1, 1.1)] = (90, 120, 180)
+    with pytest.raises(KeyboardNotFound) as caught:
+        locate_in_frames([weak] * 2 + [covered] * 12)
+    assert caught.value.reason == "partial_keyboard"
+
+
+def test_keys_lost_at_the_working_width_are_searched_again_finer(tmp_path, monkeypatch):
+    """A mirrored video from a camera looking along the keyboard under a strong keystone
+    (rendered, seed 7300 of the oblique family, 1280x720): at the working width of 960
+    the near end's leaning black keys merge and only a partial keyboard shows; searched
+    again at the source's width it is located, A0 first."""
+    from curation import keyboard
+    from curation.keyboard import sample_frames
+    from synth.video import SynthConfig, make_video
+
+    truth_path = make_video(tmp_path, "v", 7300, SynthConfig(seconds=6, width=1280, height=720, look="oblique",
+                                                             audio="pretty_midi"))
+    truth = json.loads(truth_path.read_text())["keyboard"]
+    frames, _ = sample_frames(truth_path.with_suffix(".mp4"))
+    location = locate_in_frames(frames)
+    assert location.orientation == truth["orientation"] == "mirrored"
+    assert quad_iou(location.quad, truth["quad"], frames[0].shape[:2]) > 0.93
+    monkeypatch.setattr(keyboard, "FINE_WIDTH", keyboard.WORK_WIDTH)  # no finer search: refused
+    with pytest.raises(KeyboardNotFound) as caught:
+        locate_in_frames(frames)
+    assert caught.value.reason == "partial_keyboard"
