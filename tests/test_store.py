@@ -24,6 +24,7 @@ from tests.loopback import S3Server
 from tests.test_build import _tree_digest
 
 BUCKET = "corpora"
+BUILD_LEASE_S = 10  # the builds' lease on the corpus: a killed one's expires in seconds, not minutes
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def _bucket_digest(fs, prefix: str, tmp: Path) -> dict[str, str]:
 def _build(manifest: Path, out: str, cache: Path, stage: Path, *extra: str, wait: bool = True):
     command = [sys.executable, "-m", "pipelines.cli", "build", str(manifest), "--out", out, "--cache", str(cache),
                "--labeler", "basic-pitch", "--rows-per-part", "200", "--shard-samples", "150", *extra]
-    env = {**os.environ, "PIANOCORPUS_STAGE": str(stage)}
+    env = {**os.environ, "PIANOCORPUS_STAGE": str(stage), "PIANOCORPUS_LEASE_S": str(BUILD_LEASE_S)}
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
@@ -164,9 +165,11 @@ def test_a_build_to_s3_killed_with_9_resumes_to_the_same_corpus(reference, built
     ray_cli = Path(sys.executable).parent / "ray"
     if ray_cli.exists():
         subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True)
+    _until_the_lease_expires(s3, f"{BUCKET}/killed")  # the killed build's lease is still in the bucket
     finished = _build(manifest, uri, cache, tmp_path / "second", "--num-cpus", "2")
     assert finished.returncode == 1, finished.stderr[-3000:]
     assert "from an earlier run" in finished.stderr  # the killed run's videos were taken from the bucket
+    assert f"took over the expired lease of pid {process.pid}" in finished.stderr
     assert _bucket_digest(s3, f"{BUCKET}/killed", tmp_path) == _published(reference)
     _relabel_verify_audit(s3, uri, tmp_path / "third")
 
@@ -242,3 +245,94 @@ def test_a_file_put_by_another_node_after_a_listing_is_seen(s3, tmp_path, monkey
     other = fsspec.filesystem("s3", skip_instance_cache=True)  # another node's client
     other.pipe_file(f"{BUCKET}/listed/.work/labels/v/a.mid", b"MThd")
     assert store.exists(folder / "a.mid") and store.file_size(folder / "a.mid") == 4
+
+
+# --- one writer per corpus across machines: the lease in the store (contract/lock.py) ---------
+HOLD = """import sys
+from contract.lock import corpus_lock
+with corpus_lock(sys.argv[1], "holder"):
+    print("held", flush=True)
+    sys.stdin.readline()
+print("released", flush=True)
+"""
+
+
+def _holder(uri: str, stage: Path, lease_s: float) -> subprocess.Popen:
+    """A writer on another machine (a stage of its own) holding the corpus until told on stdin."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PIANOCORPUS_STAGE": str(stage),
+                                              "PIANOCORPUS_LEASE_S": str(lease_s)})
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def _until_the_lease_expires(s3, prefix: str) -> None:
+    from datetime import UTC, datetime
+
+    if s3.exists(f"{prefix}/.lock"):
+        expires = datetime.fromisoformat(json.loads(s3.cat_file(f"{prefix}/.lock"))["expires"])
+        time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
+
+
+def test_a_second_machine_is_refused_while_the_first_holds_the_corpus(s3, tmp_path, monkeypatch):
+    """Two stages (two machines) on one s3:// corpus: the second writer is refused, naming
+    the holder and its lease's expiry, for longer than a lease's term (the holder renews
+    it); once the first releases, the second gets it, and its release leaves no lease."""
+    import socket
+
+    from contract.lock import CorpusLocked, corpus_lock, lock_holder
+    from contract.store import STAGE_ENV
+
+    uri = f"s3://{BUCKET}/leased"
+    holder = _holder(uri, tmp_path / "first", lease_s=1.5)
+    monkeypatch.setenv(STAGE_ENV, str(tmp_path / "second"))
+    try:
+        for wait in (0, 3):  # 3 s: two terms of the holder's lease, renewed meanwhile
+            time.sleep(wait)
+            refused = f"pid {holder.pid} on {socket.gethostname()}: holder, since .*its lease expires at .* in [0-9] s"
+            with pytest.raises(CorpusLocked, match=refused), corpus_lock(uri, "second"):
+                pass
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert holder.returncode == 0 and not s3.exists(f"{BUCKET}/leased/.lock")
+    with corpus_lock(uri, "second"):
+        assert lock_holder(uri)["command"] == "second" and lock_holder(uri)["pid"] == os.getpid()
+    assert not s3.exists(f"{BUCKET}/leased/.lock")
+
+
+def test_a_killed_holders_lease_expires_and_the_next_writer_takes_it_over(s3, tmp_path, monkeypatch, caplog):
+    """kill -9 leaves the lease in the bucket: refused until it expires, then taken over."""
+    from contract.lock import CorpusLocked, corpus_lock, lock_holder
+    from contract.store import STAGE_ENV
+
+    uri = f"s3://{BUCKET}/killed-holder"
+    holder = _holder(uri, tmp_path / "first", lease_s=2)
+    holder.kill()
+    holder.wait()
+    monkeypatch.setenv(STAGE_ENV, str(tmp_path / "second"))
+    with pytest.raises(CorpusLocked, match=f"pid {holder.pid} .*its lease expires at"), corpus_lock(uri, "second"):
+        pass
+    _until_the_lease_expires(s3, f"{BUCKET}/killed-holder")
+    with caplog.at_level("WARNING", logger="contract.lock"), corpus_lock(uri, "second"):
+        assert lock_holder(uri)["pid"] == os.getpid()
+    assert f"took over the expired lease of pid {holder.pid}" in caplog.text
+
+
+def test_a_writer_whose_lease_was_taken_over_publishes_nothing(s3, tmp_path, monkeypatch):
+    """A holder whose lease another writer took (its renewals failed for a term) learns it
+    at the next renewal, and its publish is refused; it leaves the other's lease alone."""
+    from contract.layout import CorpusLayout
+    from contract.lock import CorpusLocked, corpus_lock
+    from contract.publish import publish
+    from contract.store import STAGE_ENV
+
+    uri = f"s3://{BUCKET}/taken"
+    monkeypatch.setenv(STAGE_ENV, str(tmp_path / "first"))
+    other = json.dumps({"pid": 1, "host": "elsewhere", "command": "build", "expires": "2999-01-01T00:00:00+00:00"})
+    with corpus_lock(uri, "first", lease_s=1):
+        s3.pipe_file(f"{BUCKET}/taken/.lock", other.encode())  # as a writer on another machine would
+        time.sleep(1)  # four renewals' time
+        with pytest.raises(CorpusLocked, match="lost its lease on the corpus .*taken over by pid 1 on elsewhere"):
+            publish(CorpusLayout(uri).next_generation())
+    assert not s3.exists(f"{BUCKET}/taken/current")
+    assert json.loads(s3.cat_file(f"{BUCKET}/taken/.lock")) == json.loads(other)
