@@ -37,6 +37,12 @@ def is_remote(location: str | Path) -> bool:
     return scheme not in ("", "file")
 
 
+def location(value: str | Path) -> str | Path:
+    """A corpus or cache argument as it is kept: a URI as text (a Path would fold s3:// into
+    s3:/), a folder as a Path."""
+    return str(value).rstrip("/") if is_remote(value) else Path(value)
+
+
 def stage_of(uri: str) -> Path:
     """This node's stage of the corpus at `uri`."""
     base = Path(os.environ.get(STAGE_ENV) or Path.home() / ".cache" / "pianocorpus" / "stage")
@@ -153,11 +159,13 @@ class Store:
         self.fs.pipe_file(self.key(local), text.encode())
 
     def remove(self, local: Path) -> None:
-        """A staged path's object gone from the store (nothing when there is none)."""
+        """A staged path's object gone from the store (nothing when there is none), and
+        its staged version forgotten."""
         try:
             self.fs.rm_file(self.key(local))
         except FileNotFoundError:
             pass
+        self._tag_file(local).unlink(missing_ok=True)
 
     # Conditional writes: what the corpus's lease (contract/lock.py) is made of. On S3 they
     # are the store's own (If-None-Match / If-Match: one of two racing writers wins, the
@@ -329,6 +337,13 @@ def folders_in(folder: Path) -> list[str]:
     if store is None:
         return sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
     return sorted({p.relative_to(folder).parts[0] for p in store.listing(folder) if len(p.relative_to(folder).parts) > 1})
+
+
+def remove_file(path: Path) -> None:
+    """A file gone, from the stage and (for a staged one) from its store."""
+    Path(path).unlink(missing_ok=True)
+    if (store := store_of(path)) is not None:
+        store.remove(path)
 
 
 def remove_tree(folder: Path) -> None:

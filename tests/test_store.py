@@ -336,3 +336,43 @@ def test_a_writer_whose_lease_was_taken_over_publishes_nothing(s3, tmp_path, mon
             publish(CorpusLayout(uri).next_generation())
     assert not s3.exists(f"{BUCKET}/taken/current")
     assert json.loads(s3.cat_file(f"{BUCKET}/taken/.lock")) == json.loads(other)
+
+
+# --- the download cache on object storage (--cache s3://...) -----------------------------------
+def test_a_cache_on_s3_is_downloaded_once_and_read_from_the_bucket_by_a_fresh_stage(served, s3, tmp_path, monkeypatch):
+    """`fetch --cache s3://...` downloads through yt-dlp into its stage and puts the video
+    and its info json in the bucket; a fetch and a build from fresh stages (other
+    machines) take the video from the bucket: the server is asked for it no more."""
+    from contract.config import FetchOptions
+    from contract.store import STAGE_ENV
+    from curation.fetch import fetch_manifest
+    from manifests.loader import load_manifest
+    from tests.loopback import MediaServer
+
+    _, _, media = served
+    cache = f"s3://{BUCKET}/cache"
+    with MediaServer({"vid-a.mp4": media / "vid-a.mp4"}) as server:
+        manifest = tmp_path / "m.csv"
+        manifest.write_text(f"video_id,url,split\nvid-a,{server.url('video', 'vid-a.mp4')},train\n")
+        fetched = subprocess.run([sys.executable, "-m", "pipelines.cli", "fetch", str(manifest), "--cache", cache],
+                                 capture_output=True, text=True, timeout=300, check=False,
+                                 env={**os.environ, "PIANOCORPUS_STAGE": str(tmp_path / "first")})
+        assert fetched.returncode == 0, fetched.stderr[-3000:]
+        downloaded = dict(server.hits)  # (yt-dlp's generic extractor asks twice: to look, then to download)
+        assert downloaded["/video/vid-a.mp4"] >= 1
+        assert s3.cat_file(f"{BUCKET}/cache/vid-a.mp4") == (media / "vid-a.mp4").read_bytes()
+        assert json.loads(s3.cat_file(f"{BUCKET}/cache/vid-a.info.json"))["file"] == "vid-a.mp4"
+        with s3.open(f"{BUCKET}/cache/fetch.parquet") as table:
+            assert pq.read_table(table).to_pylist()[0]["status"] == "ok"
+
+        monkeypatch.setenv(STAGE_ENV, str(tmp_path / "second"))
+        again = fetch_manifest(load_manifest(manifest), FetchOptions(cache=cache, retries=0))
+        assert [(r.status, r.path, r.seconds) for r in again] == [("ok", "vid-a.mp4", 0.0)]  # a cache hit
+
+        built = _build(manifest, str(tmp_path / "corpus"), cache, tmp_path / "third", "--num-cpus", "2")
+        assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+        assert dict(server.hits) == downloaded  # neither the fetch nor the build asked for it again
+    staged = list((tmp_path / "third").rglob("vid-a.mp4"))
+    assert len(staged) == 1 and staged[0].read_bytes() == (media / "vid-a.mp4").read_bytes()
+    rows = pq.read_table(tmp_path / "corpus" / "videos.parquet").to_pylist()
+    assert [(r["video_id"], r["status"]) for r in rows] == [("vid-a", "ok")]
