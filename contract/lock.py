@@ -13,10 +13,11 @@ a holder that lost it learns so), and removed at the end. A holder killed with -
 renews nothing: its lease expires `PIANOCORPUS_LEASE_S` (default 120) seconds after its
 last renewal, and the next writer takes it over (If-Match on the expired version: one
 taker wins). Expiry is read against the taker's clock: machines' clocks must agree to
-within seconds (NTP). A stage on a store without conditional writes falls back to
-write-then-read-back (`Store.create`), which does not tell apart two writers starting in
-the same second. A holder whose lease was taken over (its renewals failed for a whole
-term) is refused at publish (`check_lease`), so it never switches the pointer.
+within seconds (NTP). A store without conditional writes (only S3's are used) falls back
+to write, wait a second, read back (`Store.create`), which does not tell apart two
+writers starting in the same second. A holder whose lease was taken over (its renewals
+failed for a whole term) is refused at publish (`check_lease`): it never switches the
+pointer under another writer.
 
 Ray workers that outlive a killed driver cannot race the next run's files either: every
 temporary name is unique to its writer (`contract.atomic`).

@@ -376,3 +376,18 @@ def test_a_cache_on_s3_is_downloaded_once_and_read_from_the_bucket_by_a_fresh_st
     assert len(staged) == 1 and staged[0].read_bytes() == (media / "vid-a.mp4").read_bytes()
     rows = pq.read_table(tmp_path / "corpus" / "videos.parquet").to_pylist()
     assert [(r["video_id"], r["status"]) for r in rows] == [("vid-a", "ok")]
+
+
+def test_a_corpus_on_s3_keeps_its_default_cache_on_the_node(s3, tmp_path, monkeypatch):
+    """Without --cache, a corpus on object storage downloads into a local folder beside its
+    stage: a file written there is not put to the store (the media would fill the bucket)."""
+    from contract.atomic import atomic_text
+    from contract.config import BuildConfig
+    from contract.store import STAGE_ENV, store_of
+
+    monkeypatch.setenv(STAGE_ENV, str(tmp_path / "stage"))
+    config = BuildConfig(out=f"s3://{BUCKET}/default-cache")
+    cache = config.fetch_options().cache
+    assert cache.parent == tmp_path / "stage" and store_of(cache / "vid.mp4") is None
+    atomic_text("video", cache / "vid.mp4")
+    assert not s3.exists(f"{BUCKET}/default-cache/.cache/vid.mp4") and not s3.find(f"{BUCKET}/default-cache")
