@@ -43,12 +43,18 @@ def atomic_path(path: Path) -> Iterator[Path]:
     part = part_path(path)
     try:
         yield part
-        if (store := store_of(path)) is not None:
-            store.put(part, path)
+        place_file(part, path)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    os.replace(part, path)
+
+
+def place_file(complete: Path, path: Path) -> None:
+    """A complete file renamed to `path`; for a staged path, put to its store first, under
+    its final name (contract/store.py)."""
+    if (store := store_of(path)) is not None:
+        store.put(complete, path)
+    os.replace(complete, path)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from contract.hashing import json_digest
 from contract.layout import CorpusLayout
-from contract.store import is_remote
+from contract.store import location
 
 # The smallest video of at least 720 rows, with its audio (merged when separate);
 # otherwise the best there is.
@@ -54,7 +54,7 @@ class VideoSettings:
 class FetchOptions:
     """How to fetch; `ytdlp` holds extra yt-dlp options passed through unchanged."""
 
-    cache: Path | None = None  # the build sets CORPUS/.cache unless told another
+    cache: Path | str | None = None  # a folder or URI (CacheLayout); the build sets CORPUS/.cache unless told another
     format: str = DEFAULT_FORMAT
     format_sort: tuple[str, ...] = DEFAULT_FORMAT_SORT
     max_duration_s: float | None = None
@@ -134,7 +134,7 @@ class RayConfig:
 @dataclass
 class BuildConfig:
     out: Path | str  # a folder, or an object-storage URI (s3://bucket/prefix: contract/store.py)
-    cache: Path | None = None  # default OUT/.cache (for a corpus on object storage, in this node's stage of it)
+    cache: Path | str | None = None  # a folder or URI; default OUT/.cache (for a corpus on object storage, a folder on each node)
     settings: VideoSettings = field(default_factory=VideoSettings)
     labeler: LabelerConfig = field(default_factory=LabelerConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
@@ -147,17 +147,15 @@ class BuildConfig:
     progress_every_s: float = 30.0  # a progress line this often when stderr is not a terminal
 
     def __post_init__(self):
-        self.out = str(self.out).rstrip("/") if is_remote(self.out) else Path(self.out)
-        if self.cache is not None and is_remote(self.cache):
-            raise ValueError(f"--cache {self.cache}: the download cache is a local folder on each node "
-                             "(a corpus on object storage keeps it in the node's stage)")
+        self.out = location(self.out)
+        self.cache = None if self.cache is None else location(self.cache)
 
     @property
     def layout(self) -> CorpusLayout:
         return CorpusLayout(self.out)
 
     def fetch_options(self) -> FetchOptions:
-        return replace(self.fetch, cache=Path(self.cache or self.fetch.cache or self.layout.default_cache))
+        return replace(self.fetch, cache=location(self.cache or self.fetch.cache or self.layout.default_cache))
 
     def recorded(self) -> dict:
         """corpus.json's `config`: everything that decided the corpus's content."""

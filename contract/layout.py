@@ -27,14 +27,18 @@ spells them.
 
     CACHE/
       VIDEO_ID.EXT  VIDEO_ID.info.json  fetch.parquet  .tmp/VIDEO_ID/  .synth/
+
+A corpus or cache on object storage (`s3://...`: contract/store.py) has the same paths,
+under this node's stage of it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from contract.store import files_in, folders_in, is_remote, open_store, store_of
+from contract.store import Store, files_in, folders_in, is_remote, open_store, store_of
 
 MEDIA_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv")
 
@@ -111,11 +115,21 @@ class WorkLayout:
         return folders_in(self.root / "labels")
 
 
+def opened(location: str | Path) -> tuple[Store | None, Path, str | Path]:
+    """(its store, or None; the local folder its paths are under: a store's stage on this
+    node; its location as named) of a folder or URI."""
+    store = open_store(str(location)) if is_remote(location) else None
+    root = store.stage if store else Path(location)
+    return store, root, store.uri if store else root
+
+
 class CacheLayout:
-    """The download cache, keyed by video id."""
+    """The download cache, keyed by video id: a folder, or a URI whose files are staged on
+    each node (yt-dlp downloads into the stage; a complete file is put to the store under
+    its final name, its info json after it)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.store, self.root, self.location = opened(root)
 
     @property
     def fetch_table(self) -> Path:
@@ -125,11 +139,25 @@ class CacheLayout:
         return self.root / f"{video_id}{suffix}"
 
     def cached_media(self, video_id: str) -> Path | None:
-        """The complete media file of `video_id`, if the cache has one."""
-        for suffix in MEDIA_SUFFIXES:
-            if (candidate := self.media(video_id, suffix)).is_file():
-                return candidate
-        return None
+        """The complete media file of `video_id`, if the cache has one (in a store: brought
+        into this node's stage)."""
+        by_suffix = [self.media(video_id, suffix) for suffix in MEDIA_SUFFIXES]
+        if self.store is None:
+            return next((p for p in by_suffix if p.is_file()), None)
+        # In a store the info json is put after the media: where it is, so is the file it
+        # names (each suffix is asked for only where it names none).
+        if not self.store.pull(self.info_json(video_id)):
+            return None
+        named = self._named_media(video_id)
+        return next((p for p in ([named] if named else by_suffix) if self.store.pull(p)), None)
+
+    def _named_media(self, video_id: str) -> Path | None:
+        """The media file its info json names (fetch writes `file` there), None for one that names none."""
+        try:
+            name = json.loads(self.info_json(video_id).read_text()).get("file")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return self.root / name if isinstance(name, str) and "/" not in name else None
 
     def info_json(self, video_id: str) -> Path:
         return self.root / f"{video_id}.info.json"
@@ -159,9 +187,7 @@ class CorpusLayout:
     (pickled) opens that node's stage."""
 
     def __init__(self, root: str | Path, generation: str | None = None):
-        self.store = open_store(str(root)) if is_remote(root) else None
-        self.root = self.store.stage if self.store else Path(root)
-        self.location = self.store.uri if self.store else self.root
+        self.store, self.root, self.location = opened(root)
         self.work = WorkLayout(self.root / ".work")
         self._generation = generation
 
@@ -222,6 +248,10 @@ class CorpusLayout:
 
     @property
     def default_cache(self) -> Path:
+        """CORPUS/.cache; for a corpus on object storage, a local folder on each node beside
+        (not in) its stage, so nothing of it is put to the store (`--cache URI` puts a cache there)."""
+        if self.store is not None:
+            return self.root.with_name(f"{self.root.name}.cache")
         return self.root / ".cache"
 
     def audio(self, video_id: str) -> Path:

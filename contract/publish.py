@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contract.layout import PUBLISHED, CorpusLayout
+from contract.lock import check_lease
 from contract.store import remove_tree, store_of
 
 
@@ -67,6 +68,7 @@ def publish(new: CorpusLayout) -> None:
     optional part it has not), generations older than the one before removed."""
     root, previous = new.root, CorpusLayout(new.location).generation
     if new.store is not None:
+        check_lease(new)  # a writer that lost the corpus's lease to another switches nothing
         _publish_in_store(new, previous)
         return
     switching = root / f".current.{os.getpid()}.tmp"

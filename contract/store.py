@@ -37,6 +37,12 @@ def is_remote(location: str | Path) -> bool:
     return scheme not in ("", "file")
 
 
+def location(value: str | Path) -> str | Path:
+    """A corpus or cache argument as it is kept: a URI as text (a Path would fold s3:// into
+    s3:/), a folder as a Path."""
+    return str(value).rstrip("/") if is_remote(value) else Path(value)
+
+
 def stage_of(uri: str) -> Path:
     """This node's stage of the corpus at `uri`."""
     base = Path(os.environ.get(STAGE_ENV) or Path.home() / ".cache" / "pianocorpus" / "stage")
@@ -152,6 +158,106 @@ class Store:
     def write_text(self, local: Path, text: str) -> None:
         self.fs.pipe_file(self.key(local), text.encode())
 
+    def remove(self, local: Path) -> None:
+        """A staged path's object gone from the store (nothing when there is none), and
+        its staged version forgotten."""
+        try:
+            self.fs.rm_file(self.key(local))
+        except FileNotFoundError:
+            pass
+        self._tag_file(local).unlink(missing_ok=True)
+
+    # Conditional writes: what the corpus's lease (contract/lock.py) is made of. On S3 they
+    # are the store's own (If-None-Match / If-Match: one of two racing writers wins, the
+    # other is told). Elsewhere the fallback writes, waits a moment and reads back: it
+    # tells a writer that came before or after, not one racing it in that moment.
+    @property
+    def conditional(self) -> bool:
+        """Whether the store checks the conditions itself (S3) or the fallback does."""
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
+        return bool(set(protocols) & {"s3", "s3a"})
+
+    def read_versioned(self, local: Path) -> tuple[str, str] | None:
+        """A small object's text and ETag (the version a conditional write names), None
+        when there is none. The ETag is read first: a version newer than it fails the write."""
+        info = self.info(local)
+        text = None if info is None else self.read_text(local)
+        return None if text is None else (text, _etag(info))
+
+    def create(self, local: Path, text: str) -> str:
+        """`text` as a new object, only where there is none: its ETag; StoreConflict when
+        there is one."""
+        key = self.key(local)
+        if self.conditional:
+            try:
+                return self._put_tagged(key, text, mode="create")
+            except OSError as error:
+                raise _conflict_or(error, f"{key} exists") from None
+        if self.fs.exists(key):
+            raise StoreConflict(f"{key} exists")
+        return self._written_back(key, text)
+
+    def replace(self, local: Path, text: str, etag: str) -> str:
+        """`text` over the object, only while it is still version `etag`: the new ETag;
+        StoreConflict when it changed or went."""
+        key = self.key(local)
+        if self.conditional:
+            try:
+                return self._put_tagged(key, text, IfMatch=etag)
+            except OSError as error:
+                raise _conflict_or(error, f"{key} is no longer version {etag}") from None
+        info = self.info(local)
+        if info is None or _etag(info) != etag:
+            raise StoreConflict(f"{key} is no longer version {etag}")
+        return self._written_back(key, text)
+
+    def remove_version(self, local: Path, etag: str) -> bool:
+        """The object removed, only while it is still version `etag`; False when it is not."""
+        key = self.key(local)
+        if self.conditional:
+            bucket, name, _ = self.fs.split_path(key)
+            try:
+                self.fs.call_s3("delete_object", Bucket=bucket, Key=name, IfMatch=etag)
+                return True
+            except OSError as error:
+                if isinstance(_conflict_or(error, key), StoreConflict):
+                    return False
+                # A store without conditional deletes: check, then delete.
+        info = self.info(local)
+        if info is None or _etag(info) != etag:
+            return False
+        self.remove(local)
+        return True
+
+    def _put_tagged(self, key: str, text: str, **condition) -> str:
+        response = self.fs.pipe_file(key, text.encode(), **condition)
+        return str((response or {}).get("ETag") or _etag(self.fs.info(key)))
+
+    def _written_back(self, key: str, text: str, settle_s: float = 1.0) -> str:
+        """The fallback's write: put, wait `settle_s` for a racing writer's put, read back."""
+        import time
+
+        self.fs.pipe_file(key, text.encode())
+        time.sleep(settle_s)
+        if self.fs.cat_file(key).decode() != text:
+            raise StoreConflict(f"{key} was written by another writer at the same time")
+        return _etag(self.fs.info(key))
+
+
+class StoreConflict(RuntimeError):
+    """A conditional write found the object not in the state it asked for."""
+
+
+def _conflict_or(error: OSError, what: str) -> Exception:
+    """A failed conditional request as StoreConflict (the condition did not hold, or the
+    object went), any other error as it is."""
+    cause = getattr(error.__cause__, "response", None) or {}
+    code = cause.get("Error", {}).get("Code")
+    if isinstance(error, (FileExistsError, FileNotFoundError)) or code in ("PreconditionFailed",
+                                                                           "ConditionalRequestConflict"):
+        return StoreConflict(what)
+    return error
+
 
 def _etag(info: dict) -> str:
     return str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or
@@ -231,6 +337,13 @@ def folders_in(folder: Path) -> list[str]:
     if store is None:
         return sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else []
     return sorted({p.relative_to(folder).parts[0] for p in store.listing(folder) if len(p.relative_to(folder).parts) > 1})
+
+
+def remove_file(path: Path) -> None:
+    """A file gone, from the stage and (for a staged one) from its store."""
+    Path(path).unlink(missing_ok=True)
+    if (store := store_of(path)) is not None:
+        store.remove(path)
 
 
 def remove_tree(folder: Path) -> None:

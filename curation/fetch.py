@@ -1,8 +1,11 @@
 """Fetch: one yt-dlp call per video (metadata and media together) into a cache keyed by id.
 
 The media appears in the cache only when complete (downloaded into its own folder under
-CACHE/.tmp/, then renamed into place), beside what yt-dlp said of it and fetch.parquet
-(one row per manifest row); `contract.layout.CacheLayout` spells the paths.
+CACHE/.tmp/, then renamed into place), then what yt-dlp said of it, and fetch.parquet
+(one row per manifest row); `contract.layout.CacheLayout` spells the paths. A cache on
+object storage (`--cache s3://...`) is downloaded into this node's stage of it, and each
+complete file put to the store under its final name before it takes that name here
+(`contract.atomic.place_file`): the media, then its info json, which says it is there.
 
 Failures are values: every failed row gets a class from `contract.vocab.ERROR_CLASSES`
 and yt-dlp's own message. `rate_limited` and `network` are retried with exponential backoff.
@@ -12,8 +15,6 @@ URL schemes other than http(s) and file are sources registered under the entry-p
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import threading
 import time
@@ -26,10 +27,11 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contract.atomic import atomic_parquet
+from contract.atomic import atomic_json, atomic_parquet, place_file
 from contract.config import FetchOptions
 from contract.layout import MEDIA_SUFFIXES, CacheLayout
 from contract.records import FETCH_SCHEMA, FetchRecord
+from contract.store import pull, remove_file
 from contract.vocab import TRANSIENT, Failure
 from curation.probe import ProbeError, probe
 from curation.ratelimit import RateLimiter
@@ -136,14 +138,14 @@ def no_js_runtime_message(message: str) -> str:
 # --- cache ---------------------------------------------------------------------------------
 def _safe_child(cache: Path, name: str) -> Path:
     """cache/name, refusing anything that would land outside the cache."""
-    path = (cache / name).resolve()
-    if path.parent != cache.resolve():
+    path = cache / name
+    if path.resolve().parent != cache.resolve():
         raise Failure("other", f"video id {name!r} would write outside the cache {cache}")
     return path
 
 
-def read_fetch_table(cache: Path) -> dict[str, FetchRecord]:
-    path = CacheLayout(cache).fetch_table
+def read_fetch_table(cache: Path | str) -> dict[str, FetchRecord]:
+    path = pull(CacheLayout(cache).fetch_table)
     if not path.is_file():
         return {}
     names = {f.name for f in fields(FetchRecord)}
@@ -151,14 +153,14 @@ def read_fetch_table(cache: Path) -> dict[str, FetchRecord]:
             for r in pq.read_table(path).to_pylist()}
 
 
-def write_fetch_table(cache: Path, records: list[FetchRecord]) -> Path:
+def write_fetch_table(cache: Path | str, records: list[FetchRecord]) -> Path:
     path = CacheLayout(cache).fetch_table
     atomic_parquet(pa.Table.from_pylist([asdict(r) for r in records], schema=FETCH_SCHEMA), path)
     return path
 
 
 # --- sources -------------------------------------------------------------------------------
-def resolve_source(url: str, cache: Path) -> str:
+def resolve_source(url: str, cache: Path | str) -> str:
     """The URL yt-dlp fetches: a local file as it is, a registered scheme's source as its
     resolver makes it (rendered into CACHE/.synth/ for `synth://`), anything else unchanged."""
     parsed = urlparse(url)
@@ -263,11 +265,13 @@ def ytdlp_params(options: FetchOptions, workdir: Path, video_id: str, log: _Ytdl
 
 
 def _download_once(url: str, video_id: str, options: FetchOptions) -> tuple[Path, dict]:
-    """One yt-dlp call into .tmp/VIDEO_ID/, then the finished file renamed into the cache."""
+    """One yt-dlp call into .tmp/VIDEO_ID/, then the finished file renamed into the cache,
+    then its info json (the cache's word that the file is there)."""
     import yt_dlp
 
-    cache = options.cache
-    workdir = CacheLayout(cache).download_dir(video_id)
+    layout = CacheLayout(options.cache)
+    cache = layout.root
+    workdir = layout.download_dir(video_id)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     log = _YtdlpLog()
@@ -298,8 +302,8 @@ def _download_once(url: str, video_id: str, options: FetchOptions) -> tuple[Path
     final = _safe_child(cache, f"{video_id}{finished[0].suffix.lower()}")
     kept = {k: info.get(k) for k in ("title", "duration", "format_id", "width", "height", "fps", "ext",
                                      "webpage_url", "extractor", "uploader", "upload_date")}
-    _safe_child(cache, CacheLayout(cache).info_json(video_id).name).write_text(json.dumps(kept, indent=1, default=str) + "\n")
-    os.replace(finished[0], final)
+    place_file(finished[0], final)
+    atomic_json({**kept, "file": final.name}, _safe_child(cache, layout.info_json(video_id).name))
     shutil.rmtree(workdir, ignore_errors=True)
     return final, info
 
@@ -317,10 +321,10 @@ def _check_media(path: Path, options: FetchOptions) -> tuple[float, int | None, 
     try:
         media = probe(path)
     except ProbeError as error:
-        path.unlink(missing_ok=True)
+        remove_file(path)
         raise Failure("corrupt", str(error)) from None
     if options.max_duration_s is not None and media.duration_s > options.max_duration_s:
-        path.unlink(missing_ok=True)
+        remove_file(path)
         raise Failure("too_long", f"too long: {media.duration_s:.0f} s > --max-duration {options.max_duration_s:g} s")
     return media.duration_s, media.width, media.height
 
@@ -332,13 +336,14 @@ def fetch_video(row: ManifestRow, options: FetchOptions) -> FetchRecord:
         record.status, record.error_class, record.error = "skipped", "no_url", "no URL in the manifest"
         return record
     started = time.perf_counter()
-    existing = CacheLayout(options.cache).cached_media(row.video_id)
+    cache, existing = CacheLayout(options.cache), None
     try:
-        _safe_child(options.cache, row.video_id)
+        _safe_child(cache.root, row.video_id)
+        existing = cache.cached_media(row.video_id)
         if existing is not None:
             path = existing
         else:
-            source = resolve_source(row.url, options.cache)
+            source = resolve_source(row.url, cache.root)
             limiter = options.limiter if source.startswith(("http:", "https:")) else None
             for attempt in range(options.retries + 1):
                 record.attempts = attempt + 1
@@ -373,7 +378,7 @@ def fetch_manifest(rows, options: FetchOptions, retry_failed: bool = False, on_d
     `retry_failed`) and write fetch.parquet in manifest order."""
     if options.cache is None:
         raise ValueError("fetch: no cache folder given (FetchOptions.cache)")
-    options.cache.mkdir(parents=True, exist_ok=True)
+    CacheLayout(options.cache).root.mkdir(parents=True, exist_ok=True)
     if options.requests_per_s and options.limiter is None:
         options = replace(options, limiter=RateLimiter(options.requests_per_s))  # one for all the threads
     rows = list(rows)

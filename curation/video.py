@@ -51,7 +51,7 @@ def process_video(row: ManifestRow, corpus: CorpusLayout, fetch: FetchOptions, s
         record = fetch_video(row, fetch)
         if record.status != "ok":
             raise Failure(record.error_class or "other", record.error or record.status)
-        media = fetch.cache / record.path
+        media = CacheLayout(fetch.cache).root / record.path  # (a cache on object storage: this node's stage of it)
         try:
             _visual_and_audio(row, media, corpus, settings, result, segment_s)
         except av.error.FFmpegError as error:  # the container probed, the streams do not decode
@@ -218,7 +218,7 @@ def _write_frames(video_id: str, batches, path: Path, levels_path: Path) -> dict
 NO_LEVELS = np.full((2, 88), np.nan, np.float16)
 
 
-def process_hands(done: dict, corpus: CorpusLayout, cache: Path, settings: VideoSettings, hands: HandsConfig,
+def process_hands(done: dict, corpus: CorpusLayout, cache: Path | str, settings: VideoSettings, hands: HandsConfig,
                   version: str) -> dict:
     """The hand keypoints of an ok video's kept frames (curation/hands.py) into the work
     state, unless there already; its hands record. Never raises: a video whose hands fail

@@ -373,4 +373,4 @@ def audit_corpus(corpus: str | Path, label_version: str | None = None, compare: 
 
     layout = CorpusLayout.published(corpus)
     result = audit(layout, label_version, compare, manifest)
-    return (result, *write_report(result, layout, Path(cache) if cache else None))
+    return (result, *write_report(result, layout, cache or None))

@@ -192,9 +192,10 @@ def actor_pool(labeler: str, gpus: int, cpus: int, gpus_per_actor: float) -> tup
     return max(1, cpus // 4), 0
 
 
-def expected_seconds(row: ManifestRow, cache: Path) -> float | None:
+def expected_seconds(row: ManifestRow, cache: Path | str) -> float | None:
     """How long the row's video is, where that is known before it is fetched: its start and
-    end, its cached download's info, or a local file's header; None otherwise."""
+    end, its cached download's info (of a cache on object storage: as far as this node's
+    stage holds it, no request a video), or a local file's header; None otherwise."""
     if row.start_s is not None and row.end_s is not None:
         return row.end_s - row.start_s
     info = CacheLayout(cache).info_json(row.video_id)
@@ -213,7 +214,7 @@ def expected_seconds(row: ManifestRow, cache: Path) -> float | None:
     return None
 
 
-def longest_first(rows: list[ManifestRow], cache: Path) -> list[int]:
+def longest_first(rows: list[ManifestRow], cache: Path | str) -> list[int]:
     """The order the videos start in: those of known length longest first (a long recital
     started last is the build's tail), then the others in manifest order."""
     seconds = [expected_seconds(row, cache) for row in rows]

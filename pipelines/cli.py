@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from contract.extras import missing_extra
-from contract.store import is_remote
+from contract.store import location
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -107,7 +107,8 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
                        description="Download every video of MANIFEST into --cache (one yt-dlp call per video); "
                                    "writes CACHE/fetch.parquet with each row's status and error class.")
     p.add_argument("manifest", metavar="MANIFEST", help="CSV, TSV, JSONL or Parquet (or a shipped name: demo, audeo, pianoyt)")
-    p.add_argument("--cache", type=Path, required=True, metavar="DIR", help="download cache (one file per video id)")
+    p.add_argument("--cache", type=location, required=True, metavar="CACHE",
+                   help="download cache (one file per video id): a folder, or a URI such as s3://bucket/cache")
     p.add_argument("--retry-failed", action="store_true", help="retry rows that failed in an earlier run")
     p.add_argument("--format", default=DEFAULT_FORMAT, help="yt-dlp format (default: smallest >= 720p with audio)")
     p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse longer videos (class too_long)")
@@ -158,7 +159,7 @@ def _run_fetch(args: argparse.Namespace) -> int:
         if record.status != "ok":
             print(f"{record.video_id}: {record.status} ({record.error_class}): {record.error}", file=sys.stderr)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    print(f"{args.cache / 'fetch.parquet'}: {summary}")
+    print(f"{args.cache}/fetch.parquet: {summary}")
     return 0 if all(r.status != "failed" for r in records) else 1
 
 
@@ -260,10 +261,11 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
                                    "(the corpus layout in the README). Re-running resumes.")
     p.add_argument("manifest", metavar="MANIFEST", nargs="?",
                    help="CSV, TSV, JSONL or Parquet (or a shipped name: demo, audeo, pianoyt); default: the --config's")
-    p.add_argument("--out", type=corpus_location, required=True, metavar="CORPUS",
+    p.add_argument("--out", type=location, required=True, metavar="CORPUS",
                    help="corpus folder, or object-storage URI such as s3://bucket/prefix (created, or resumed)")
     _add_config(p, "the build's settings (a corpus.json repeats that build)")
-    p.add_argument("--cache", type=Path, help="download cache (default CORPUS/.cache)")
+    p.add_argument("--cache", type=location, metavar="CACHE",
+                   help="download cache: a folder, or a URI such as s3://bucket/cache (default CORPUS/.cache)")
     _add_labeler_options(p)
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the corpus's frames and rolls")
     p.add_argument("--crop-size", default="900x100", metavar="WxH", help="rectified keyboard crop (default 900x100)")
@@ -299,11 +301,6 @@ def _size(text: str, flag: str) -> tuple[int, int]:
 
 
 FAILED_SHOWN = 20  # the failed videos the summary names, each with its error
-
-
-def corpus_location(text: str) -> Path | str:
-    """A corpus argument: a folder, or an object-storage URI kept as it is (a Path would fold s3:// into s3:/)."""
-    return text.rstrip("/") if is_remote(text) else Path(text)
 
 
 def print_summary(stats: dict, out: Path) -> None:
@@ -432,7 +429,7 @@ def _add_relabel(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("relabel", help="new pseudo labels for a corpus from its audio (frames untouched)",
                        description="Transcribe CORPUS/audio/ with a labeler and write labels/VERSION/ and "
                                    "wds/VERSION/; frames and audio are not touched.")
-    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
+    p.add_argument("corpus", type=location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     _add_labeler_options(p)
     p.add_argument("--make-default", action="store_true",
                    help="make the new version the corpus's default_label_version (what readers use)")
@@ -472,7 +469,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the Video2Roll-style model on a corpus's shards",
                        description="Train on CORPUS's train split into the run folder OUT; evaluate after each "
                                    "epoch; re-running with the same OUT resumes after its last epoch.")
-    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
+    p.add_argument("corpus", type=location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run folder: checkpoints and history (resumed)")
     p.add_argument("--label-version", help="label version to learn (default: the corpus's default)")
     p.add_argument("--epochs", type=int, default=10, help="epochs in all, counting resumed ones (default 10)")
@@ -540,7 +537,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="frame-level precision/recall/accuracy/F1 of a checkpoint on a corpus",
                        description="Evaluate CKPT on CORPUS's splits: Audeo's per-frame averaged metrics and the "
                                    "summed ones, per split and overall; writes them as JSON.")
-    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
+    p.add_argument("corpus", type=location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="a checkpoint written by train")
     p.add_argument("--split", action="append", default=[], metavar="SPLIT", help="(repeatable; default test)")
     p.add_argument("--label-version", help="reference labels (default: the checkpoint's)")
@@ -573,12 +570,12 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
                        description="Write CORPUS/stats/audit.json and a self-contained CORPUS/stats/report.html "
                                    "(splits, published figures, label statistics, per-video flags, checks) and "
                                    "print a short summary.")
-    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
+    p.add_argument("corpus", type=location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--label-version", help="labels to describe (default: the corpus's default)")
     p.add_argument("--compare", metavar="V2", help="also measure how far label version V2 agrees with them")
     p.add_argument("--manifest", help="manifest for published figures (default: the one the corpus was built from)")
-    p.add_argument("--cache", type=Path, metavar="DIR",
-                   help="download cache the source frames are read from (default CORPUS/.cache)")
+    p.add_argument("--cache", type=location, metavar="CACHE",
+                   help="download cache the source frames are read from, a folder or URI (default CORPUS/.cache)")
     p.set_defaults(run=_run_audit)
 
 
@@ -637,7 +634,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                        description="Check that every part and shard corpus.json lists is present, of its size and "
                                    "content (sha256), that no stale part lies beside them and that each label "
                                    "version labels the current frames; say what repairs it. Exit 1 on a problem.")
-    p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
+    p.add_argument("corpus", type=location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--quick", action="store_true", help="sizes only, no hashes")
     p.set_defaults(run=_run_verify)
 

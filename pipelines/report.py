@@ -262,10 +262,10 @@ def render_video_page(entry: dict, pictures: dict[str, str], version: str) -> st
     return _page(f"Video {entry['video_id']}", body)
 
 
-def write_report(result: dict, corpus: "Path | CorpusLayout", cache: Path | None = None) -> tuple[Path, Path]:
+def write_report(result: dict, corpus: "Path | CorpusLayout", cache: Path | str | None = None) -> tuple[Path, Path]:
     """stats/audit.json, stats/report.html and a page per ok video (stats/videos/ID.html),
-    each written whole then renamed; `cache`: the download cache (default CORPUS/.cache)
-    that the source frames come from."""
+    each written whole then renamed; `cache`: the download cache, a folder or URI (default
+    CORPUS/.cache), that the source frames come from."""
     import matplotlib
 
     matplotlib.use("Agg")

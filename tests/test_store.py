@@ -24,6 +24,7 @@ from tests.loopback import S3Server
 from tests.test_build import _tree_digest
 
 BUCKET = "corpora"
+BUILD_LEASE_S = 10  # the builds' lease on the corpus: a killed one's expires in seconds, not minutes
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def _bucket_digest(fs, prefix: str, tmp: Path) -> dict[str, str]:
 def _build(manifest: Path, out: str, cache: Path, stage: Path, *extra: str, wait: bool = True):
     command = [sys.executable, "-m", "pipelines.cli", "build", str(manifest), "--out", out, "--cache", str(cache),
                "--labeler", "basic-pitch", "--rows-per-part", "200", "--shard-samples", "150", *extra]
-    env = {**os.environ, "PIANOCORPUS_STAGE": str(stage)}
+    env = {**os.environ, "PIANOCORPUS_STAGE": str(stage), "PIANOCORPUS_LEASE_S": str(BUILD_LEASE_S)}
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
@@ -164,9 +165,11 @@ def test_a_build_to_s3_killed_with_9_resumes_to_the_same_corpus(reference, built
     ray_cli = Path(sys.executable).parent / "ray"
     if ray_cli.exists():
         subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True)
+    _until_the_lease_expires(s3, f"{BUCKET}/killed")  # the killed build's lease is still in the bucket
     finished = _build(manifest, uri, cache, tmp_path / "second", "--num-cpus", "2")
     assert finished.returncode == 1, finished.stderr[-3000:]
     assert "from an earlier run" in finished.stderr  # the killed run's videos were taken from the bucket
+    assert f"took over the expired lease of pid {process.pid}" in finished.stderr
     assert _bucket_digest(s3, f"{BUCKET}/killed", tmp_path) == _published(reference)
     _relabel_verify_audit(s3, uri, tmp_path / "third")
 
@@ -242,3 +245,149 @@ def test_a_file_put_by_another_node_after_a_listing_is_seen(s3, tmp_path, monkey
     other = fsspec.filesystem("s3", skip_instance_cache=True)  # another node's client
     other.pipe_file(f"{BUCKET}/listed/.work/labels/v/a.mid", b"MThd")
     assert store.exists(folder / "a.mid") and store.file_size(folder / "a.mid") == 4
+
+
+# --- one writer per corpus across machines: the lease in the store (contract/lock.py) ---------
+HOLD = """import sys
+from contract.lock import corpus_lock
+with corpus_lock(sys.argv[1], "holder"):
+    print("held", flush=True)
+    sys.stdin.readline()
+print("released", flush=True)
+"""
+
+
+def _holder(uri: str, stage: Path, lease_s: float) -> subprocess.Popen:
+    """A writer on another machine (a stage of its own) holding the corpus until told on stdin."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PIANOCORPUS_STAGE": str(stage),
+                                              "PIANOCORPUS_LEASE_S": str(lease_s)})
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def _until_the_lease_expires(s3, prefix: str) -> None:
+    from datetime import UTC, datetime
+
+    if s3.exists(f"{prefix}/.lock"):
+        expires = datetime.fromisoformat(json.loads(s3.cat_file(f"{prefix}/.lock"))["expires"])
+        time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
+
+
+def test_a_second_machine_is_refused_while_the_first_holds_the_corpus(s3, tmp_path, monkeypatch):
+    """Two stages (two machines) on one s3:// corpus: the second writer is refused, naming
+    the holder and its lease's expiry, for longer than a lease's term (the holder renews
+    it); once the first releases, the second gets it, and its release leaves no lease."""
+    import socket
+
+    from contract.lock import CorpusLocked, corpus_lock, lock_holder
+    from contract.store import STAGE_ENV
+
+    uri = f"s3://{BUCKET}/leased"
+    holder = _holder(uri, tmp_path / "first", lease_s=1.5)
+    monkeypatch.setenv(STAGE_ENV, str(tmp_path / "second"))
+    try:
+        for wait in (0, 3):  # 3 s: two terms of the holder's lease, renewed meanwhile
+            time.sleep(wait)
+            refused = f"pid {holder.pid} on {socket.gethostname()}: holder, since .*its lease expires at .* in [0-9] s"
+            with pytest.raises(CorpusLocked, match=refused), corpus_lock(uri, "second"):
+                pass
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert holder.returncode == 0 and not s3.exists(f"{BUCKET}/leased/.lock")
+    with corpus_lock(uri, "second"):
+        assert lock_holder(uri)["command"] == "second" and lock_holder(uri)["pid"] == os.getpid()
+    assert not s3.exists(f"{BUCKET}/leased/.lock")
+
+
+def test_a_killed_holders_lease_expires_and_the_next_writer_takes_it_over(s3, tmp_path, monkeypatch, caplog):
+    """kill -9 leaves the lease in the bucket: refused until it expires, then taken over."""
+    from contract.lock import CorpusLocked, corpus_lock, lock_holder
+    from contract.store import STAGE_ENV
+
+    uri = f"s3://{BUCKET}/killed-holder"
+    holder = _holder(uri, tmp_path / "first", lease_s=2)
+    holder.kill()
+    holder.wait()
+    monkeypatch.setenv(STAGE_ENV, str(tmp_path / "second"))
+    with pytest.raises(CorpusLocked, match=f"pid {holder.pid} .*its lease expires at"), corpus_lock(uri, "second"):
+        pass
+    _until_the_lease_expires(s3, f"{BUCKET}/killed-holder")
+    with caplog.at_level("WARNING", logger="contract.lock"), corpus_lock(uri, "second"):
+        assert lock_holder(uri)["pid"] == os.getpid()
+    assert f"took over the expired lease of pid {holder.pid}" in caplog.text
+
+
+def test_a_writer_whose_lease_was_taken_over_publishes_nothing(s3, tmp_path, monkeypatch):
+    """A holder whose lease another writer took (its renewals failed for a term) learns it
+    at the next renewal, and its publish is refused; it leaves the other's lease alone."""
+    from contract.layout import CorpusLayout
+    from contract.lock import CorpusLocked, corpus_lock
+    from contract.publish import publish
+    from contract.store import STAGE_ENV
+
+    uri = f"s3://{BUCKET}/taken"
+    monkeypatch.setenv(STAGE_ENV, str(tmp_path / "first"))
+    other = json.dumps({"pid": 1, "host": "elsewhere", "command": "build", "expires": "2999-01-01T00:00:00+00:00"})
+    with corpus_lock(uri, "first", lease_s=1):
+        s3.pipe_file(f"{BUCKET}/taken/.lock", other.encode())  # as a writer on another machine would
+        time.sleep(1)  # four renewals' time
+        with pytest.raises(CorpusLocked, match="lost its lease on the corpus .*taken over by pid 1 on elsewhere"):
+            publish(CorpusLayout(uri).next_generation())
+    assert not s3.exists(f"{BUCKET}/taken/current")
+    assert json.loads(s3.cat_file(f"{BUCKET}/taken/.lock")) == json.loads(other)
+
+
+# --- the download cache on object storage (--cache s3://...) -----------------------------------
+def test_a_cache_on_s3_is_downloaded_once_and_read_from_the_bucket_by_a_fresh_stage(served, s3, tmp_path, monkeypatch):
+    """`fetch --cache s3://...` downloads through yt-dlp into its stage and puts the video
+    and its info json in the bucket; a fetch and a build from fresh stages (other
+    machines) take the video from the bucket: the server is asked for it no more."""
+    from contract.config import FetchOptions
+    from contract.store import STAGE_ENV
+    from curation.fetch import fetch_manifest
+    from manifests.loader import load_manifest
+    from tests.loopback import MediaServer
+
+    _, _, media = served
+    cache = f"s3://{BUCKET}/cache"
+    with MediaServer({"vid-a.mp4": media / "vid-a.mp4"}) as server:
+        manifest = tmp_path / "m.csv"
+        manifest.write_text(f"video_id,url,split\nvid-a,{server.url('video', 'vid-a.mp4')},train\n")
+        fetched = subprocess.run([sys.executable, "-m", "pipelines.cli", "fetch", str(manifest), "--cache", cache],
+                                 capture_output=True, text=True, timeout=300, check=False,
+                                 env={**os.environ, "PIANOCORPUS_STAGE": str(tmp_path / "first")})
+        assert fetched.returncode == 0, fetched.stderr[-3000:]
+        downloaded = dict(server.hits)  # (yt-dlp's generic extractor asks twice: to look, then to download)
+        assert downloaded["/video/vid-a.mp4"] >= 1
+        assert s3.cat_file(f"{BUCKET}/cache/vid-a.mp4") == (media / "vid-a.mp4").read_bytes()
+        assert json.loads(s3.cat_file(f"{BUCKET}/cache/vid-a.info.json"))["file"] == "vid-a.mp4"
+        with s3.open(f"{BUCKET}/cache/fetch.parquet") as table:
+            assert pq.read_table(table).to_pylist()[0]["status"] == "ok"
+
+        monkeypatch.setenv(STAGE_ENV, str(tmp_path / "second"))
+        again = fetch_manifest(load_manifest(manifest), FetchOptions(cache=cache, retries=0))
+        assert [(r.status, r.path, r.seconds) for r in again] == [("ok", "vid-a.mp4", 0.0)]  # a cache hit
+
+        built = _build(manifest, str(tmp_path / "corpus"), cache, tmp_path / "third", "--num-cpus", "2")
+        assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+        assert dict(server.hits) == downloaded  # neither the fetch nor the build asked for it again
+    staged = list((tmp_path / "third").rglob("vid-a.mp4"))
+    assert len(staged) == 1 and staged[0].read_bytes() == (media / "vid-a.mp4").read_bytes()
+    rows = pq.read_table(tmp_path / "corpus" / "videos.parquet").to_pylist()
+    assert [(r["video_id"], r["status"]) for r in rows] == [("vid-a", "ok")]
+
+
+def test_a_corpus_on_s3_keeps_its_default_cache_on_the_node(s3, tmp_path, monkeypatch):
+    """Without --cache, a corpus on object storage downloads into a local folder beside its
+    stage: a file written there is not put to the store (the media would fill the bucket)."""
+    from contract.atomic import atomic_text
+    from contract.config import BuildConfig
+    from contract.store import STAGE_ENV, store_of
+
+    monkeypatch.setenv(STAGE_ENV, str(tmp_path / "stage"))
+    config = BuildConfig(out=f"s3://{BUCKET}/default-cache")
+    cache = config.fetch_options().cache
+    assert cache.parent == tmp_path / "stage" and store_of(cache / "vid.mp4") is None
+    atomic_text("video", cache / "vid.mp4")
+    assert not s3.exists(f"{BUCKET}/default-cache/.cache/vid.mp4") and not s3.find(f"{BUCKET}/default-cache")
