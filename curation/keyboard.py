@@ -948,7 +948,7 @@ def _locate_at(frames: list[np.ndarray], label: str, work_width: int,
     fitted = [fitted[i] for i in group]
     refit = _refit_on_median([small[i] for i in fitted], angles) if len(fitted) >= 3 else None
     quad = np.median(np.stack([f.quad for f in fits]), axis=0)
-    if refit is not None and np.abs(refit.quad - quad).max() < 0.02 * small[0].shape[1]:
+    if refit is not None and _agreeing(refit.quad, fits, 0.01 * small[0].shape[1]) >= len(fits) / 2:
         quad = refit.quad
     quad = quad / scale
     # Full confidence needs agreement of at least 3 frames.
@@ -958,6 +958,14 @@ def _locate_at(frames: list[np.ndarray], label: str, work_width: int,
     location.orientation = _orientation(quad[1] - quad[0], quad[3] - quad[0])  # the group's fits share it
     location.clipped_left, location.clipped_right = _clipped_quad(quad, (width, height))
     return location
+
+
+def _agreeing(quad: np.ndarray, fits: list[KeyboardFit], tolerance: float) -> int:
+    """How many of the frames' fits have every corner within `tolerance` of `quad`. The
+    refit on the median frame is taken only where most frames agree with it: hands that
+    stay over the keys' fronts survive the median, and a light body's lower edge below
+    them can then be read as the keys' front (a digital piano's white key slip)."""
+    return int(sum(np.abs(f.quad - quad).max() < tolerance for f in fits))
 
 
 def _refit_on_median(frames: list[np.ndarray], angles: tuple[float, ...]) -> KeyboardFit | None:
