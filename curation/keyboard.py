@@ -41,9 +41,13 @@ from the black keys, which are the one thing every keyboard shows whatever its l
    when the seams just inside its ends confirm it better than the other reading's.
 Per video, one weak fit (fewer than MIN_BLACK_STRONG keys) that no other sampled frame
 confirms is a fluke (a title's letters); a keyboard seen in part in four times as many
-frames as it was seen whole is partial; otherwise the fits of the sampled frames are clustered (a camera that moves gives two
-clusters: the larger wins), their corners' median is taken, and the keyboard is refitted
-on the per-pixel median of those frames (hands move, the keyboard does not).
+frames as it was seen whole is partial, unless its full fits are sealed by seams at both
+ends and confirmed (3 frames, or 2 strong ones); otherwise the fits of the sampled frames
+are clustered (a camera that moves gives two clusters: the larger wins), their corners'
+median is taken, and the keyboard is refitted on the per-pixel median of those frames
+(hands move, the keyboard does not), the refit kept where most frames agree with it.
+Frames that show only a partial keyboard at WORK_WIDTH are searched again at up to
+FINE_WIDTH, and that keyboard is kept only where the first search saw keys.
 """
 
 from __future__ import annotations
