@@ -338,6 +338,34 @@ def open_split(corpus: str | Path, split: str, reader: str = "wds", **options) -
     return READERS[reader](corpus, split, **options)
 
 
+def corpus_fps(corpus: str | Path | CorpusLayout) -> float:
+    """The frame rate the corpus's frames were sampled at (a sample's frame k is at k / fps s)."""
+    return float(corpus_meta(corpus)["config"]["frames"]["fps"])
+
+
+def rows_by_video(video_ids) -> dict[str, np.ndarray]:
+    """Each video's rows in a sequence of samples' video ids, videos in order of appearance."""
+    ids = np.asarray(video_ids, dtype=str)
+    videos, first = np.unique(ids, return_index=True)
+    return {str(v): np.flatnonzero(ids == v) for v in videos[np.argsort(first)]}
+
+
+def timeline(frames: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A video's per-sample rows placed on its frame timeline (row k = frame k), zeros at the
+    frames that are no sample's centre (dropped, or too near a video's or a cut's edge)."""
+    out = np.zeros((int(frames.max()) + 1 if len(frames) else 0, *values.shape[1:]), values.dtype)
+    out[frames] = values
+    return out
+
+
+def key_slice(outer: str, inner: str) -> slice:
+    """Where key set `inner` lies among the columns of key set `outer` (e.g. audeo51 in 88)."""
+    (lo, hi), (inner_lo, inner_hi) = key_range(outer), key_range(inner)
+    if not lo <= inner_lo < inner_hi <= hi:
+        raise ValueError(f"keys {inner!r} are not all within keys {outer!r}")
+    return slice(inner_lo - lo, inner_hi - lo)
+
+
 def count_windows(corpus: str | Path | CorpusLayout, split: str) -> int:
     """How many samples a split has, from the frames parts' small columns (no JPEG read)."""
     layout = corpus if isinstance(corpus, CorpusLayout) else CorpusLayout.published(corpus)
