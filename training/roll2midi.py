@@ -200,6 +200,8 @@ def roll_metrics(model: Roll2Midi, by_split: dict[str, dict[str, VideoRolls]], k
     """Frame metrics (`scores`) of the refined rolls at `threshold` and of Video2Roll alone
     at its own threshold, on the same samples, per split and overall; and the refined
     probabilities per split and video."""
+    if not by_split:
+        raise ValueError("no split to evaluate")
     result, refined, together = {"splits": {}}, {}, {"reference": [], "roll2midi": [], "video2roll": []}
     for split, videos in by_split.items():
         refined[split] = {v: refine(model, rolls, keys, device) for v, rolls in videos.items()}
@@ -237,6 +239,8 @@ def write_listenable(refined: dict[str, dict[str, np.ndarray]], by_split: dict[s
 
 
 def _batches(windows: tuple[torch.Tensor, ...], batch_size: int, seed: int) -> Iterator[dict]:
+    """Batches of the windows in an order drawn from `seed` (one per epoch: a resumed run
+    sees the order an uninterrupted one would)."""
     probability, reference, mask = windows
     order = torch.randperm(len(probability), generator=torch.Generator().manual_seed(seed))
     for i in range(0, len(order), batch_size):
