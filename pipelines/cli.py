@@ -469,19 +469,21 @@ def _run_relabel(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a visual-transcription model (Video2Roll, Roll2Midi) on a corpus",
+    p = sub.add_parser("train", help="train a visual-transcription model (Video2Roll, Roll2Midi, onsets) on a corpus",
                        description="Train on CORPUS's train split into the run folder OUT; evaluate after each "
                                    "epoch; re-running with the same OUT resumes after its last epoch.")
     p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run folder: checkpoints and history (resumed)")
-    p.add_argument("--model", choices=["video2roll", "roll2midi"], default="video2roll",
+    p.add_argument("--model", choices=["video2roll", "roll2midi", "onset"], default="video2roll",
                    help="video2roll: 5 frames -> the frame roll (default); roll2midi: refines a Video2Roll run's "
-                        "rolls over 2 s windows (needs --from)")
+                        "rolls over 2 s windows (needs --from); onset: 5 frames -> the onsets of the centre frame")
     p.add_argument("--from", dest="source", metavar="RUN",
                    help="roll2midi: the Video2Roll run (folder, or a checkpoint) whose outputs it refines")
     p.add_argument("--window", type=int, default=50, help="roll2midi: frames per window (default 50: 2 s at 25 fps)")
     p.add_argument("--adversarial-weight", type=float, default=0.1,
                    help="roll2midi: weight of the GAN term beside the BCE reconstruction (default 0.1)")
+    p.add_argument("--pos-weight", type=float,
+                   help="onset: BCE weight of onsets (default: negatives / positives of the train split)")
     p.add_argument("--label-version", help="label version to learn (default: the corpus's default)")
     p.add_argument("--epochs", type=int, default=10, help="epochs in all, counting resumed ones (default 10)")
     p.add_argument("--keys", choices=["88", "audeo51"], default="88",
@@ -510,7 +512,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train
 
     config = TrainConfig(corpus=str(args.corpus), out=str(args.out), model=args.model, source=args.source,
-                         window=args.window, adversarial_weight=args.adversarial_weight,
+                         window=args.window, adversarial_weight=args.adversarial_weight, pos_weight=args.pos_weight,
                          label_version=args.label_version,
                          keys=args.keys, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          lr_decay=args.lr_decay, threshold=args.threshold, size=_size(args.input_size, "--input-size"),
@@ -547,11 +549,11 @@ def _train_config_file(args: argparse.Namespace, config):
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="frame-level precision/recall/accuracy/F1 of a checkpoint on a corpus",
+    p = sub.add_parser("eval", help="frame-level (or onset) precision/recall/F1 of a checkpoint on a corpus",
                        description="Evaluate CKPT on CORPUS's splits, per split and overall, and write the figures "
                                    "as JSON: Video2Roll: Audeo's per-frame averaged frame metrics and the summed "
                                    "ones; Roll2Midi: the same for the refined rolls and for Video2Roll alone, with "
-                                   "rolls and MIDI files per video.")
+                                   "rolls and MIDI files per video; onset: mir_eval note-onset P/R/F1.")
     p.add_argument("corpus", type=corpus_location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="a checkpoint written by train")
     p.add_argument("--split", action="append", default=[], metavar="SPLIT", help="(repeatable; default test)")
@@ -570,7 +572,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                                  threshold=args.threshold, reader=args.reader, device=args.device, out=args.json)
     print(f"{args.checkpoint} ({result['model']}) on {args.corpus} (labels {result['label_version']}, "
           f"keys {result['keys']}, threshold {result['threshold']:g})")
-    {"video2roll": _print_frame_metrics, "roll2midi": _print_roll2midi}[result["model"]](result)
+    {"video2roll": _print_frame_metrics, "roll2midi": _print_roll2midi, "onset": _print_onsets}[result["model"]](result)
     print(f"  -> {result['json']}")
     return 0
 
@@ -597,6 +599,15 @@ def _print_roll2midi(result: dict) -> None:
                                                                         ("overall", result["overall"])]
                         for model in ("video2roll", "roll2midi")])
     print(f"  rolls and MIDI of {result['outputs']['videos']} videos in {result['outputs']['folder']}")
+
+
+def _print_onsets(result: dict) -> None:
+    print(f"  note onsets (mir_eval, {result['onset_tolerance_s'] * 1000:g} ms), after peak picking per key")
+    print(f"  {'split':10s} {'videos':>6s} {'ref':>6s} {'est':>6s}  {'P':>5s}  {'R':>5s}  {'F1':>5s}  {'F1/video':>8s}")
+    for name, m in [*result["splits"].items(), ("overall", result["overall"])]:
+        s = m["summed"]
+        print(f"  {name:10s} {m['videos']:6d} {s['reference']:6d} {s['estimated']:6d}  {s['precision']:5.3f}  "
+              f"{s['recall']:5.3f}  {s['f1']:5.3f}  {m['mean_per_video']['f1']:8.3f}")
 
 
 def _add_audit(sub: argparse._SubParsersAction) -> None:

@@ -1,13 +1,15 @@
-"""Roll2Midi: shapes, learning on a tiny corpus, resume, and metrics against an
-independent computation."""
+"""Roll2Midi and the onset model: shapes, learning on a tiny corpus, resume, and metrics
+against an independent computation."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import mir_eval
 import numpy as np
 import pretty_midi
 import pytest
@@ -18,6 +20,7 @@ from labeling.metrics import frame_scores, frame_scores_per_frame
 from labeling.rolls import frame_roll, roll_notes
 from tests.handmade_corpus import VERSION, write_corpus
 from training.data import open_split
+from training.onset import OnsetNet, peak_onsets, summarise, video_onset_scores
 from training.roll2midi import (Roll2Midi, RollCritic, VideoRolls, cache_path, cached_rolls, refine,
                                 source_checkpoint, stack_windows, window_spans)
 from training.train import TrainConfig, load_checkpoint, predict, train
@@ -181,3 +184,120 @@ def test_roll2midi_eval_shows_the_gain_over_video2roll_and_writes_rolls_and_midi
     assert notes == sorted((n.pitch, round(n.onset, 3), round(n.offset, 3)) for n in roll_notes(saved >= 0.4, 25.0, 36))
     assert (folder / "train" / "b.video2roll.mid").is_file()
 
+
+# --- the onset model ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("keys,head,n", [("88", "keys", 88), ("audeo51", "keys", 51), ("88", "global", 88)])
+def test_onset_model_maps_five_frames_and_the_key_position_to_one_logit_per_key(keys, head, n):
+    model = OnsetNet(keys, size=TINY, head=head).eval()
+    frames = torch.randint(0, 256, (2, 5, *TINY), dtype=torch.uint8)
+    logits = model(frames)
+    assert logits.shape == (2, n)
+    assert torch.allclose(logits, model(frames.float() / 255), atol=1e-5)
+    assert model.stem[0].in_channels == 2  # the picture and the key-position ramp
+    assert model.time[0].kernel_size[0] == 5  # one 3D convolution over the 5 frames
+
+
+def _note(frame: int, key: int) -> tuple[list[float], float]:
+    return [frame / 25, (frame + 1) / 25], 440.0 * 2 ** ((21 + key - 69) / 12)
+
+
+def test_onset_peaks_and_scores_match_a_count_by_hand_and_mir_eval():
+    reference, probability = np.zeros((40, 88), bool), np.zeros((40, 88), np.float32)
+    for frame, key in [(5, 3), (20, 3), (12, 10), (25, 40)]:
+        reference[frame, key] = True
+    probability[[5, 21, 22, 30], 3] = [0.9, 0.8, 0.5, 0.7]  # on time, 1 frame (40 ms) late, its tail, a false one
+    probability[[11, 12, 13], 10] = [0.6, 0.9, 0.6]  # one onset spread over three frames
+    probability[8, 50] = 0.3  # under the threshold
+    probability[[15, 16], 60] = 0.7  # a plateau: one (false) onset, at its last frame
+    probability[27, 40] = 0.9  # 2 frames (80 ms) after the reference: outside 50 ms
+    peaks = peak_onsets(probability, 0.4)
+    assert sorted(zip(*np.nonzero(peaks))) == [(5, 3), (12, 10), (16, 60), (21, 3), (27, 40), (30, 3)]
+    mine = video_onset_scores(np.arange(40), reference, probability, threshold=0.4, fps=25.0, lowest_midi=21)
+    assert (mine["matched"], mine["reference"], mine["estimated"]) == (3, 4, 6)  # by hand: 5, 21 and 12 match
+    assert (mine["precision"], mine["recall"], mine["f1"]) == pytest.approx((0.5, 0.75, 0.6))
+    ref = [_note(f, k) for f, k in zip(*np.nonzero(reference))]
+    est = [_note(f, k) for f, k in zip(*np.nonzero(peaks))]
+    expected = mir_eval.transcription.precision_recall_f1_overlap(
+        np.array([i for i, _ in ref]), np.array([p for _, p in ref]), np.array([i for i, _ in est]),
+        np.array([p for _, p in est]), onset_tolerance=0.05, offset_ratio=None)[:3]
+    assert (mine["precision"], mine["recall"], mine["f1"]) == pytest.approx(expected)
+    split = summarise({"x": mine, "y": video_onset_scores(np.arange(3), reference[:3], probability[:3],
+                                                          threshold=0.4, fps=25.0, lowest_midi=21)})
+    assert split["summed"]["f1"] == pytest.approx(0.6) and split["mean_per_video"]["f1"] == pytest.approx(0.8)
+
+
+@pytest.fixture(scope="module")
+def onset_run(corpus, tmp_path_factory):
+    run = tmp_path_factory.mktemp("onset") / "run"
+    config = TrainConfig(corpus=str(corpus), out=str(run), model="onset", epochs=2, batch_size=8, size=TINY,
+                         workers=0, shuffle_buffer=64, lr=1e-3, reader="parquet")
+    return run, config, train(config, progress=False)
+
+
+def test_onset_model_learns_with_balanced_classes_and_resumes(corpus, onset_run, tmp_path):
+    run, config, history = onset_run
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    onsets = np.stack([s["onset_roll"].numpy() for s in open_split(corpus, "train", targets=("frame", "onset"))])
+    assert history[0]["positive_rate"] == pytest.approx(onsets.mean()) and 0 < onsets.mean() < 0.05
+    assert history[0]["pos_weight"] == pytest.approx((1 - onsets.mean()) / onsets.mean())
+    assert set(history[0]["eval"]["test"]) == {"precision", "recall", "f1"}
+
+    shutil.copytree(run, tmp_path / "run")
+    resumed = train(TrainConfig(**{**config.__dict__, "out": str(tmp_path / "run"), "epochs": 3}), progress=False)
+    assert [h["epoch"] for h in resumed] == [1, 2, 3] and resumed[:2] == history
+    assert [h["lr"] for h in resumed] == pytest.approx([1e-3 * 0.8 ** k for k in range(3)])
+    before = torch.load(run / "checkpoints" / "epoch-002.pt", weights_only=False)
+    after = torch.load(tmp_path / "run" / "checkpoints" / "epoch-003.pt", weights_only=False)
+    assert not torch.equal(before["model"]["head.bias"], after["model"]["head.bias"])
+    with pytest.raises(ValueError, match="other head"):
+        train(TrainConfig(**{**config.__dict__, "epochs": 4, "head": "global"}), progress=False)
+    with pytest.raises(ValueError, match="other model"):
+        train(TrainConfig(**{**config.__dict__, "epochs": 4, "model": "video2roll"}), progress=False)
+
+
+THRESHOLD = 0.2
+
+
+def _peaks_by_hand(probability: np.ndarray, threshold: float) -> set[tuple[int, int]]:
+    frames = len(probability)
+    return {(k, j) for j in range(probability.shape[1]) for k in range(frames)
+            if probability[k, j] >= threshold and probability[k, j] >= (probability[k - 1, j] if k else -1)
+            and probability[k, j] > (probability[k + 1, j] if k + 1 < frames else -1)}
+
+
+def test_onset_eval_command_scores_each_video_as_mir_eval_does(corpus, onset_run, tmp_path):
+    """At a threshold of its own (two epochs in, the model's probabilities are still low)."""
+    run, _, _ = onset_run
+    out = tmp_path / "onsets.json"
+    result = _cli("eval", str(corpus), "--checkpoint", str(run / "checkpoints" / "epoch-002.pt"), "--split", "train",
+                  "--split", "test", "--threshold", str(THRESHOLD), "--json", str(out))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "note onsets (mir_eval, 50 ms)" in result.stdout and "overall" in result.stdout
+    written = json.loads(out.read_text())
+    assert written["model"] == "onset" and written["threshold"] == THRESHOLD
+    assert set(written["splits"]) == {"train", "test"}
+
+    model, _ = load_checkpoint(run / "checkpoints" / "epoch-002.pt")
+    matched = reference_count = estimated = 0
+    for split, videos in (("train", ("a", "b")), ("test", ("t",))):
+        reference, probability, ids, frames = predict(
+            model, open_split(corpus, split, size=TINY, targets=("frame", "onset")), CPU, target="onset_roll")
+        for video in videos:
+            rows = [i for i, v in enumerate(ids) if v == video]
+            on_time = np.zeros((max(frames[i] for i in rows) + 1, 88))
+            on_time[[frames[i] for i in rows]] = probability[rows]
+            ref = [_note(frames[i], k) for i in rows for k in np.flatnonzero(reference[i])]
+            est = [_note(k, j) for k, j in sorted(_peaks_by_hand(on_time, THRESHOLD))]
+            mine = written["splits"][split]["per_video"][video]
+            assert (mine["reference"], mine["estimated"]) == (len(ref), len(est))
+            p, r, f = mir_eval.transcription.precision_recall_f1_overlap(
+                np.array([i for i, _ in ref]), np.array([h for _, h in ref]), np.array([i for i, _ in est]),
+                np.array([h for _, h in est]), onset_tolerance=0.05, offset_ratio=None)[:3] if est else (0, 0, 0)
+            assert (mine["precision"], mine["recall"], mine["f1"]) == pytest.approx((p, r, f))
+            matched, reference_count, estimated = (matched + mine["matched"], reference_count + len(ref),
+                                                   estimated + len(est))
+    overall = written["overall"]["summed"]
+    assert (overall["matched"], overall["reference"], overall["estimated"]) == (matched, reference_count, estimated)
+    assert overall["f1"] == pytest.approx(2 * matched / (reference_count + estimated))
+    assert written["overall"]["videos"] == 3 and estimated > matched > 0

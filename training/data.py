@@ -260,6 +260,17 @@ class FrameWindows(IterableDataset):
             out[key] = torch.from_numpy(values / 127 if name == "velocity" else values)
         return out
 
+    def centre_targets(self, name: str) -> np.ndarray:
+        """(samples, keys): target `name` (one of this reader's targets) at the centre of every
+        sample of the split, on every rank, without decoding a picture: label statistics such
+        as the onset model's class balance."""
+        if name not in self.targets:
+            raise ValueError(f"target {name!r} is not one of this reader's {list(self.targets)}")
+        key = TARGETS[name][1]
+        rows = [self.target_values(centre)[key].numpy() for index in range(len(self.units))
+                for _, centre in windows(self.unit_records(index), decode=lambda jpeg: None)]
+        return np.stack(rows) if rows else np.zeros((0, self.key_hi - self.key_lo), np.float32)
+
     def __iter__(self) -> Iterator[dict]:
         rng = random.Random(f"{self.seed}/{self.epoch}/{self.slot()[0]}")
         stream = self.samples()

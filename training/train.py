@@ -1,9 +1,9 @@
 """Train and evaluate visual-transcription models on a corpus's shards.
 
-Models share the epoch loop, checkpoints and resume here (`TrainConfig.model`):
-"video2roll" (training/model.py, below) and "roll2midi" (Audeo's second stage,
-training/roll2midi.py); each model's module says what differs (its networks, batches,
-step and metrics).
+Three models share the epoch loop, checkpoints and resume here (`TrainConfig.model`):
+"video2roll" (training/model.py, below), "roll2midi" (Audeo's second stage,
+training/roll2midi.py) and "onset" (a Sight-to-Sound-style onset model, training/onset.py);
+each of those modules says what differs (its networks, batches, step and metrics).
 
 For Video2Roll, `train` runs epochs of Adam on BCE-with-logits over the train split (the learning rate
 decays by `lr_decay` per epoch: on a few videos the test F1 swings from epoch to epoch at
@@ -46,7 +46,8 @@ from training.model import Video2Roll
 log = logging.getLogger(__name__)
 # What a resumed run must share with the run it continues, per model.
 RESUME_KEYS = {"video2roll": ("model", "corpus", "label_version", "keys", "size", "head"),
-               "roll2midi": ("model", "corpus", "label_version", "keys", "source", "window")}
+               "roll2midi": ("model", "corpus", "label_version", "keys", "source", "window"),
+               "onset": ("model", "corpus", "label_version", "keys", "size", "head")}
 # model -> where its network, its training parts and its checkpoint evaluation are, as
 # "module:name" (imported on use: those modules import this one)
 MODELS = {
@@ -54,6 +55,8 @@ MODELS = {
                    "evaluate": "training.train:evaluate_video2roll"},
     "roll2midi": {"network": "training.roll2midi:Roll2Midi", "fit": "training.roll2midi:fit",
                   "evaluate": "training.roll2midi:evaluate_saved"},
+    "onset": {"network": "training.onset:OnsetNet", "fit": "training.onset:fit",
+              "evaluate": "training.onset:evaluate_saved"},
 }
 
 
@@ -61,7 +64,7 @@ MODELS = {
 class TrainConfig:
     corpus: str
     out: str
-    model: str = "video2roll"  # or "roll2midi" (needs `source`)
+    model: str = "video2roll"  # or "roll2midi" (needs `source`), "onset"
     label_version: str | None = None  # default: the corpus's default_label_version
     keys: str = "88"  # or "audeo51" (MIDI 36..86, as Audeo)
     epochs: int = 10
@@ -84,6 +87,8 @@ class TrainConfig:
     source: str | None = None
     window: int = 50  # 2 s at 25 fps, as Audeo
     adversarial_weight: float = 0.1  # the generator's GAN term beside its BCE reconstruction term
+    # onset: the positive class's weight in the BCE (None: negatives / positives of the train split)
+    pos_weight: float | None = None
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -210,7 +215,7 @@ class Fit:
     evaluate: Callable[[], dict]  # the metrics after an epoch: {"splits": {split: metrics}, ...}
     headline: Callable[[dict], dict]  # one split's metrics -> the figures each history line keeps
     saved: dict = field(default_factory=dict)  # more checkpoint keys (the source checkpoint...)
-    info: dict = field(default_factory=dict)  # more keys on every history line
+    info: dict = field(default_factory=dict)  # more keys on every history line (the positive rate...)
 
 
 def _model_part(kind: str, part: str):
