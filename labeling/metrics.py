@@ -12,17 +12,31 @@ def _intervals_pitches(notes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def onset_scores(reference, estimate, tolerance_s: float = 0.05) -> dict:
-    """Note-onset precision/recall/F1 (mir_eval: onset within 50 ms, pitch within 50 cents)."""
+    """Note-onset precision/recall/F1 (mir_eval: onset within 50 ms, pitch within 50 cents),
+    with the counts they come from, so that files can be summed (`onset_count_scores`)."""
     import mir_eval
 
     ref_i, ref_p = _intervals_pitches(reference)
     est_i, est_p = _intervals_pitches(estimate)
-    if len(ref_i) == 0 or len(est_i) == 0:
-        hit = float(len(ref_i) == len(est_i))
-        return {"precision": hit, "recall": hit, "f1": hit}
-    p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
-        ref_i, ref_p, est_i, est_p, onset_tolerance=tolerance_s, offset_ratio=None)
-    return {"precision": float(p), "recall": float(r), "f1": float(f)}
+    matched = 0
+    if len(ref_i) and len(est_i):
+        mir_eval.transcription.validate(ref_i, ref_p, est_i, est_p)
+        matched = len(mir_eval.transcription.match_notes(ref_i, ref_p, est_i, est_p, onset_tolerance=tolerance_s,
+                                                         offset_ratio=None))
+    return onset_count_scores(matched, len(ref_i), len(est_i))
+
+
+def onset_count_scores(matched: int, reference: int, estimated: int) -> dict:
+    """Precision/recall/F1 of `matched` notes among `reference` and `estimated` ones (as
+    mir_eval's); where either side has no note, all three are 1.0 if both are empty, else 0.0."""
+    if not reference or not estimated:
+        hit = float(reference == estimated)
+        precision = recall = f1 = hit
+    else:
+        precision, recall = matched / estimated, matched / reference
+        f1 = 2 * precision * recall / (precision + recall) if matched else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "matched": int(matched), "reference": int(reference),
+            "estimated": int(estimated)}
 
 
 def frame_scores(reference: np.ndarray, estimate: np.ndarray) -> dict:

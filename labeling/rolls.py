@@ -80,6 +80,21 @@ def rolls_for_frames(notes: Iterable, n_frames: int, fps: float) -> Rolls:
     return Rolls(frame, onset, offset, velocity)
 
 
+def roll_notes(roll: np.ndarray, fps: float, lowest_midi: int = LOWEST_MIDI, velocity: int = 80) -> list:
+    """Notes of a (frames, keys) bool roll, one per run of frames a key is on, from the
+    start of its first frame to the end of its last (so `frame_roll` gives the roll back);
+    column 0 is `lowest_midi`. What a model's rolls become to be listened to."""
+    from labeling.events import NoteEvent
+
+    roll = np.asarray(roll, bool)
+    edges = np.diff(np.pad(roll, ((1, 1), (0, 0))).astype(np.int8), axis=0)  # +1 where a run starts, -1 past its end
+    notes = []
+    for key in range(roll.shape[1]):
+        starts, stops = np.flatnonzero(edges[:, key] == 1), np.flatnonzero(edges[:, key] == -1)
+        notes += [NoteEvent(float(a / fps), float(b / fps), lowest_midi + key, velocity) for a, b in zip(starts, stops)]
+    return sorted(notes, key=lambda n: (n.onset, n.pitch))
+
+
 def apply_sustain(notes: list, pedal: list[tuple[float, float]]) -> list:
     """Notes lengthened by the sustain pedal: a release while the pedal is down waits
     for the pedal to lift, or for the same key's next onset, whichever comes first."""

@@ -466,11 +466,21 @@ def _run_relabel(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train the Video2Roll-style model on a corpus's shards",
+    p = sub.add_parser("train", help="train a visual-transcription model (Video2Roll, Roll2Midi, onsets) on a corpus",
                        description="Train on CORPUS's train split into the run folder OUT; evaluate after each "
                                    "epoch; re-running with the same OUT resumes after its last epoch.")
     p.add_argument("corpus", type=location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="run folder: checkpoints and history (resumed)")
+    p.add_argument("--model", choices=["video2roll", "roll2midi", "onset"], default="video2roll",
+                   help="video2roll: 5 frames -> the frame roll (default); roll2midi: refines a Video2Roll run's "
+                        "rolls over 2 s windows (needs --from); onset: 5 frames -> the onsets of the centre frame")
+    p.add_argument("--from", dest="source", metavar="RUN",
+                   help="roll2midi: the Video2Roll run (folder, or a checkpoint) whose outputs it refines")
+    p.add_argument("--window", type=int, default=50, help="roll2midi: frames per window (default 50: 2 s at 25 fps)")
+    p.add_argument("--adversarial-weight", type=float, default=0.1,
+                   help="roll2midi: weight of the GAN term beside the BCE reconstruction (default 0.1)")
+    p.add_argument("--pos-weight", type=float,
+                   help="onset: BCE weight of onsets (default: negatives / positives of the train split)")
     p.add_argument("--label-version", help="label version to learn (default: the corpus's default)")
     p.add_argument("--epochs", type=int, default=10, help="epochs in all, counting resumed ones (default 10)")
     p.add_argument("--keys", choices=["88", "audeo51"], default="88",
@@ -498,7 +508,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train
 
-    config = TrainConfig(corpus=str(args.corpus), out=str(args.out), label_version=args.label_version,
+    config = TrainConfig(corpus=str(args.corpus), out=str(args.out), model=args.model, source=args.source,
+                         window=args.window, adversarial_weight=args.adversarial_weight, pos_weight=args.pos_weight,
+                         label_version=args.label_version,
                          keys=args.keys, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          lr_decay=args.lr_decay, threshold=args.threshold, size=_size(args.input_size, "--input-size"),
                          head=args.head, reader=args.reader, workers=args.workers, shuffle_buffer=args.shuffle_buffer, balanced=args.balanced,
@@ -511,7 +523,7 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"run: {args.out} ({len(history)} epochs, label version {config.label_version}); "
               f"last checkpoint {args.out / 'last.pt'}")
         for split, m in last["eval"].items():
-            print(f"  {split}: frame F1 {m['f1']:.3f} summed, {m['audeo_f1']:.3f} Audeo per-frame")
+            print(f"  {split}: " + ", ".join(f"{name} {value:.3f}" for name, value in m.items()))
     return 0
 
 
@@ -534,9 +546,11 @@ def _train_config_file(args: argparse.Namespace, config):
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="frame-level precision/recall/accuracy/F1 of a checkpoint on a corpus",
-                       description="Evaluate CKPT on CORPUS's splits: Audeo's per-frame averaged metrics and the "
-                                   "summed ones, per split and overall; writes them as JSON.")
+    p = sub.add_parser("eval", help="frame-level (or onset) precision/recall/F1 of a checkpoint on a corpus",
+                       description="Evaluate CKPT on CORPUS's splits, per split and overall, and write the figures "
+                                   "as JSON: Video2Roll: Audeo's per-frame averaged frame metrics and the summed "
+                                   "ones; Roll2Midi: the same for the refined rolls and for Video2Roll alone, with "
+                                   "rolls and MIDI files per video; onset: mir_eval note-onset P/R/F1.")
     p.add_argument("corpus", type=location, metavar="CORPUS", help="a corpus folder or URI (made by build)")
     p.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT", help="a checkpoint written by train")
     p.add_argument("--split", action="append", default=[], metavar="SPLIT", help="(repeatable; default test)")
@@ -553,16 +567,44 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     result = evaluate_checkpoint(args.checkpoint, args.corpus, args.split or ["test"], label_version=args.label_version,
                                  threshold=args.threshold, reader=args.reader, device=args.device, out=args.json)
-    print(f"{args.checkpoint} on {args.corpus} (labels {result['label_version']}, keys {result['keys']}, "
-          f"threshold {result['threshold']:g})")
-    metrics = ("precision", "recall", "accuracy", "f1")
-    print(f"  {'':8s} {'':>7s}   {'Audeo per-frame':^26s}  {'summed':^26s}")
-    print(f"  {'split':8s} {'frames':>7s}   " + "  ".join(f"{h:>5s}" for h in ("P", "R", "Acc", "F1") * 2))
-    for name, m in [*result["splits"].items(), ("overall", result["overall"])]:
-        values = [m["audeo"][k] for k in metrics] + [m["summed"][k] for k in metrics]
-        print(f"  {name:8s} {m['frames']:7d}   " + "  ".join(f"{v:5.3f}" for v in values))
+    print(f"{args.checkpoint} ({result['model']}) on {args.corpus} (labels {result['label_version']}, "
+          f"keys {result['keys']}, threshold {result['threshold']:g})")
+    {"video2roll": _print_frame_metrics, "roll2midi": _print_roll2midi, "onset": _print_onsets}[result["model"]](result)
     print(f"  -> {result['json']}")
     return 0
+
+
+_FRAME_METRICS = ("precision", "recall", "accuracy", "f1")
+
+
+def _print_frame_table(rows: list[tuple[str, dict]]) -> None:
+    """Frame metrics two ways (Audeo per-frame, summed), one row per (name, `scores` result)."""
+    print(f"  {'':18s} {'':>7s}   {'Audeo per-frame':^26s}  {'summed':^26s}")
+    print(f"  {'split':18s} {'frames':>7s}   " + "  ".join(f"{h:>5s}" for h in ("P", "R", "Acc", "F1") * 2))
+    for name, m in rows:
+        values = [m["audeo"][k] for k in _FRAME_METRICS] + [m["summed"][k] for k in _FRAME_METRICS]
+        print(f"  {name:18s} {m['frames']:7d}   " + "  ".join(f"{v:5.3f}" for v in values))
+
+
+def _print_frame_metrics(result: dict) -> None:
+    _print_frame_table([*result["splits"].items(), ("overall", result["overall"])])
+
+
+def _print_roll2midi(result: dict) -> None:
+    print(f"  Video2Roll alone at its threshold {result['video2roll_threshold']:g}, on the same frames:")
+    _print_frame_table([(f"{split} {model}", m[model]) for split, m in [*result["splits"].items(),
+                                                                        ("overall", result["overall"])]
+                        for model in ("video2roll", "roll2midi")])
+    print(f"  rolls and MIDI of {result['outputs']['videos']} videos in {result['outputs']['folder']}")
+
+
+def _print_onsets(result: dict) -> None:
+    print(f"  note onsets (mir_eval, {result['onset_tolerance_s'] * 1000:g} ms), after peak picking per key")
+    print(f"  {'split':10s} {'videos':>6s} {'ref':>6s} {'est':>6s}  {'P':>5s}  {'R':>5s}  {'F1':>5s}  {'F1/video':>8s}")
+    for name, m in [*result["splits"].items(), ("overall", result["overall"])]:
+        s = m["summed"]
+        print(f"  {name:10s} {m['videos']:6d} {s['reference']:6d} {s['estimated']:6d}  {s['precision']:5.3f}  "
+              f"{s['recall']:5.3f}  {s['f1']:5.3f}  {m['mean_per_video']['f1']:8.3f}")
 
 
 def _add_audit(sub: argparse._SubParsersAction) -> None:

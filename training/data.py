@@ -260,6 +260,17 @@ class FrameWindows(IterableDataset):
             out[key] = torch.from_numpy(values / 127 if name == "velocity" else values)
         return out
 
+    def centre_targets(self, name: str) -> np.ndarray:
+        """(samples, keys): target `name` (one of this reader's targets) at the centre of every
+        sample of the split, on every rank, without decoding a picture: label statistics such
+        as the onset model's class balance."""
+        if name not in self.targets:
+            raise ValueError(f"target {name!r} is not one of this reader's {list(self.targets)}")
+        key = TARGETS[name][1]
+        rows = [self.target_values(centre)[key].numpy() for index in range(len(self.units))
+                for _, centre in windows(self.unit_records(index), decode=lambda jpeg: None)]
+        return np.stack(rows) if rows else np.zeros((0, self.key_hi - self.key_lo), np.float32)
+
     def __iter__(self) -> Iterator[dict]:
         rng = random.Random(f"{self.seed}/{self.epoch}/{self.slot()[0]}")
         stream = self.samples()
@@ -336,6 +347,34 @@ def open_split(corpus: str | Path, split: str, reader: str = "wds", **options) -
     if reader not in READERS:
         raise ValueError(f"reader {reader!r}: expected one of {', '.join(READERS)}")
     return READERS[reader](corpus, split, **options)
+
+
+def corpus_fps(corpus: str | Path | CorpusLayout) -> float:
+    """The frame rate the corpus's frames were sampled at (a sample's frame k is at k / fps s)."""
+    return float(corpus_meta(corpus)["config"]["frames"]["fps"])
+
+
+def rows_by_video(video_ids) -> dict[str, np.ndarray]:
+    """Each video's rows in a sequence of samples' video ids, videos in order of appearance."""
+    ids = np.asarray(video_ids, dtype=str)
+    videos, first = np.unique(ids, return_index=True)
+    return {str(v): np.flatnonzero(ids == v) for v in videos[np.argsort(first)]}
+
+
+def timeline(frames: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A video's per-sample rows placed on its frame timeline (row k = frame k), zeros at the
+    frames that are no sample's centre (dropped, or too near a video's or a cut's edge)."""
+    out = np.zeros((int(frames.max()) + 1 if len(frames) else 0, *values.shape[1:]), values.dtype)
+    out[frames] = values
+    return out
+
+
+def key_slice(outer: str, inner: str) -> slice:
+    """Where key set `inner` lies among the columns of key set `outer` (e.g. audeo51 in 88)."""
+    (lo, hi), (inner_lo, inner_hi) = key_range(outer), key_range(inner)
+    if not lo <= inner_lo < inner_hi <= hi:
+        raise ValueError(f"keys {inner!r} are not all within keys {outer!r}")
+    return slice(inner_lo - lo, inner_hi - lo)
 
 
 def count_windows(corpus: str | Path | CorpusLayout, split: str) -> int:

@@ -87,13 +87,29 @@ class KeyHead(nn.Module):
         return (per_key * self.detector[self.black].T).sum(dim=1) + self.bias
 
 
+def key_head(channels: int, lo: int, hi: int, kind: str) -> nn.Module:
+    """The head that scores keys lo..hi-1 from a fused feature map (`HEADS`: see above)."""
+    if kind not in HEADS:
+        raise ValueError(f"head {kind!r}: expected one of {', '.join(HEADS)}")
+    return nn.Linear(channels, hi - lo) if kind == "global" else KeyHead(channels, lo, hi)
+
+
+def read_keys(head: nn.Module, kind: str, fused: torch.Tensor) -> torch.Tensor:
+    """(batch, channels, height, width) -> logits (batch, keys): "global" pools the whole
+    map, "keys" only its height (the head reads each key at its own columns)."""
+    return head(fused.mean(dim=(2, 3))) if kind == "global" else head(fused.mean(dim=2))
+
+
+def unit_frames(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (what the readers yield) as floats in [0, 1]; float frames as they are."""
+    return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames
+
+
 class Video2Roll(nn.Module):
     def __init__(self, keys: str = "88", n_frames: int = 5, size: tuple[int, int] = (100, 900), head: str = "keys"):
         from torchvision.models import resnet18
 
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"head {head!r}: expected one of {', '.join(HEADS)}")
         lo, hi = key_range(keys)
         self.keys, self.n_keys, self.n_frames, self.size, self.head_kind = keys, hi - lo, n_frames, tuple(size), head
         trunk = resnet18(weights=None)
@@ -103,10 +119,7 @@ class Video2Roll(nn.Module):
         self.lateral = nn.ModuleList([nn.Conv2d(c, FUSED_CHANNELS, 1) for c in (128, 256, 512)])
         self.attend = nn.ModuleList([nn.Sequential(ChannelAttention(FUSED_CHANNELS), SpatialAttention())
                                      for _ in range(3)])
-        if head == "global":
-            self.head = nn.Linear(FUSED_CHANNELS, self.n_keys)
-        else:
-            self.head = KeyHead(FUSED_CHANNELS, lo, hi)
+        self.head = key_head(FUSED_CHANNELS, lo, hi, head)
 
     def _fused(self, frames: torch.Tensor) -> torch.Tensor:
         x = self.stem(frames)
@@ -124,12 +137,7 @@ class Video2Roll(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """frames: (batch, 5, H, W), uint8 or float in [0, 1]; returns logits (batch, n_keys)."""
-        if frames.dtype == torch.uint8:
-            frames = frames.float() / 255.0
-        fused = self._fused(frames)
-        if self.head_kind == "global":
-            return self.head(fused.mean(dim=(2, 3)))
-        return self.head(fused.mean(dim=2))
+        return read_keys(self.head, self.head_kind, self._fused(unit_frames(frames)))
 
     def spec(self) -> dict:
         """What rebuilds this network (stored in checkpoints)."""

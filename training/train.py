@@ -1,6 +1,11 @@
-"""Train and evaluate the Video2Roll-style model on a corpus's shards.
+"""Train and evaluate visual-transcription models on a corpus's shards.
 
-`train` runs epochs of Adam on BCE-with-logits over the train split (the learning rate
+Three models share the epoch loop, checkpoints and resume here (`TrainConfig.model`):
+"video2roll" (training/model.py, below), "roll2midi" (Audeo's second stage,
+training/roll2midi.py) and "onset" (a Sight-to-Sound-style onset model, training/onset.py);
+each of those modules says what differs (its networks, batches, step and metrics).
+
+For Video2Roll, `train` runs epochs of Adam on BCE-with-logits over the train split (the learning rate
 decays by `lr_decay` per epoch: on a few videos the test F1 swings from epoch to epoch at
 a constant rate), evaluates after each epoch, and writes into the run folder:
 
@@ -18,10 +23,12 @@ Audeo's (per frame, then averaged; empty-and-empty frames count 1.0) and the sum
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,14 +44,27 @@ from training.data import count_windows, open_split
 from training.model import Video2Roll
 
 log = logging.getLogger(__name__)
-# What a resumed run must share with the run it continues.
-RESUME_KEYS = ("corpus", "label_version", "keys", "size", "head")
+# What a resumed run must share with the run it continues, per model.
+RESUME_KEYS = {"video2roll": ("model", "corpus", "label_version", "keys", "size", "head"),
+               "roll2midi": ("model", "corpus", "label_version", "keys", "source", "window"),
+               "onset": ("model", "corpus", "label_version", "keys", "size", "head")}
+# model -> where its network, its training parts and its checkpoint evaluation are, as
+# "module:name" (imported on use: those modules import this one)
+MODELS = {
+    "video2roll": {"network": "training.model:Video2Roll", "fit": "training.train:video2roll_fit",
+                   "evaluate": "training.train:evaluate_video2roll"},
+    "roll2midi": {"network": "training.roll2midi:Roll2Midi", "fit": "training.roll2midi:fit",
+                  "evaluate": "training.roll2midi:evaluate_saved"},
+    "onset": {"network": "training.onset:OnsetNet", "fit": "training.onset:fit",
+              "evaluate": "training.onset:evaluate_saved"},
+}
 
 
 @dataclass
 class TrainConfig:
     corpus: str
     out: str
+    model: str = "video2roll"  # or "roll2midi" (needs `source`), "onset"
     label_version: str | None = None  # default: the corpus's default_label_version
     keys: str = "88"  # or "audeo51" (MIDI 36..86, as Audeo)
     epochs: int = 10
@@ -63,6 +83,12 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (and checkpoint) once training has run this long
     device: str = "auto"
     seed: int = 0
+    # roll2midi: the Video2Roll run (folder, or a checkpoint) whose outputs it refines; window length in frames
+    source: str | None = None
+    window: int = 50  # 2 s at 25 fps, as Audeo
+    adversarial_weight: float = 0.1  # the generator's GAN term beside its BCE reconstruction term
+    # onset: the positive class's weight in the BCE (None: negatives / positives of the train split)
+    pos_weight: float | None = None
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -81,13 +107,15 @@ def _save_checkpoint(checkpoint: dict, run: Path) -> None:
                         for h in checkpoint["history"]), run / "history.jsonl")
 
 
-def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[Video2Roll, dict]:
-    """The model of a checkpoint (on `device`, in eval mode) and the checkpoint itself."""
+def load_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module, dict]:
+    """The model of a checkpoint (on `device`, in eval mode) and the checkpoint itself;
+    a checkpoint without `kind` (written before there were others) is a Video2Roll one."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint")
     checkpoint = torch.load(path, map_location=device or "cpu", weights_only=False)  # our own file
-    model = Video2Roll(**checkpoint["model_spec"])
+    checkpoint.setdefault("kind", "video2roll")
+    model = _model_part(checkpoint["kind"], "network")(**checkpoint["model_spec"])
     model.load_state_dict(checkpoint["model"])
     return model.to(device or "cpu").eval(), checkpoint
 
@@ -97,13 +125,16 @@ def _loader(dataset, batch_size: int, workers: int) -> DataLoader:
 
 
 @torch.no_grad()
-def predict(model: Video2Roll, dataset, device: torch.device, batch_size: int = 32, workers: int = 0):
-    """(reference rolls, sigmoid outputs, video ids, frames) over a dataset, in its order."""
+def predict(model: torch.nn.Module, dataset, device: torch.device, batch_size: int = 32, workers: int = 0,
+            target: str = "roll"):
+    """(reference rolls, sigmoid outputs, video ids, frames) over a dataset, in its order;
+    `target` names the sample's reference roll ("roll", or e.g. "onset_roll" from a reader
+    with that target)."""
     model.eval()
     refs, probs, ids, frames = [], [], [], []
     for batch in _loader(dataset, batch_size, workers):
         probs.append(torch.sigmoid(model(batch["frames"].to(device))).cpu().numpy())
-        refs.append(batch["roll"].numpy() > 0.5)
+        refs.append(batch[target].numpy() > 0.5)
         ids += list(batch["video_id"])
         frames += batch["frame"].tolist()
     if not refs:
@@ -118,7 +149,7 @@ def scores(reference: np.ndarray, estimate: np.ndarray) -> dict:
             "frames": int(len(reference))}
 
 
-def evaluate(model: Video2Roll, corpus: str | Path, splits: list[str], *, label_version: str | None, keys: str,
+def evaluate(model: torch.nn.Module, corpus: str | Path, splits: list[str], *, label_version: str | None, keys: str,
              threshold: float, device: torch.device, reader: str = "wds", batch_size: int = 32,
              workers: int = 0) -> dict:
     """Frame metrics per split and over all of them together."""
@@ -141,17 +172,24 @@ def evaluate_checkpoint(checkpoint: str | Path, corpus: str | Path, splits: list
                         label_version: str | None = None, threshold: float | None = None, reader: str = "wds",
                         device: str = "auto", out: str | Path | None = None) -> dict:
     """`pianocorpus eval`: a checkpoint's metrics on a corpus's splits, at its own threshold
-    and against its own label version unless told others; written as JSON to `out`
-    (default CKPT.eval.json), whose path the result names."""
+    and against its own label version unless told others, by its model's own evaluation;
+    written as JSON to `out` (default CKPT.eval.json), whose path the result names."""
     where = pick_device(device)
     model, saved = load_checkpoint(checkpoint, where)
-    threshold = threshold if threshold is not None else saved["threshold"]
-    result = evaluate(model, corpus, list(splits), device=where, reader=reader,
-                      label_version=label_version or saved["label_version"], keys=saved["keys"], threshold=threshold)
     out = Path(out) if out else Path(checkpoint).with_suffix(".eval.json")
-    result.update(checkpoint=str(checkpoint), json=str(out))
+    result = _model_part(saved["kind"], "evaluate")(
+        model, saved, Path(checkpoint), corpus, list(splits), label_version=label_version or saved["label_version"],
+        threshold=threshold if threshold is not None else saved["threshold"], reader=reader, device=where, out=out)
+    result.update(model=saved["kind"], checkpoint=str(checkpoint), json=str(out))
     atomic_json(result, out)
     return result
+
+
+def evaluate_video2roll(model: torch.nn.Module, saved: dict, checkpoint: Path, corpus: str | Path, splits: list[str], *,
+                        label_version: str, threshold: float, reader: str, device: torch.device, out: Path) -> dict:
+    """A Video2Roll checkpoint's frame metrics (`evaluate`)."""
+    return evaluate(model, corpus, splits, device=device, reader=reader, label_version=label_version,
+                    keys=saved["keys"], threshold=threshold)
 
 
 def default_eval_splits(corpus: str | Path, train_split: str) -> list[str]:
@@ -163,83 +201,152 @@ def default_eval_splits(corpus: str | Path, train_split: str) -> list[str]:
     return []
 
 
-def _resume(run: Path, config: TrainConfig, model, optimizer, schedule) -> tuple[int, list[dict]]:
-    """The epoch to start from and the history so far (0 and [] for a new run)."""
+@dataclass
+class Fit:
+    """One model's part in the shared epoch loop (`train`): its networks and optimisers (all
+    checkpointed and restored on resume), its batches, one training step, its evaluation."""
+
+    model: torch.nn.Module  # the network eval loads (checkpoint "model", "model_spec")
+    state: dict  # name -> optimiser, schedule or other network, checkpointed under that name
+    schedules: list  # stepped after each epoch; the first one's learning rate goes in the history
+    batches: Callable[[int], Iterable[dict]]  # epoch -> that epoch's batches
+    steps: int  # batches per epoch (the progress bar's length)
+    step: Callable[[dict], dict]  # one batch -> {"loss": float, "samples": int, other losses...}
+    evaluate: Callable[[], dict]  # the metrics after an epoch: {"splits": {split: metrics}, ...}
+    headline: Callable[[dict], dict]  # one split's metrics -> the figures each history line keeps
+    saved: dict = field(default_factory=dict)  # more checkpoint keys (the source checkpoint...)
+    info: dict = field(default_factory=dict)  # more keys on every history line (the positive rate...)
+
+
+def _model_part(kind: str, part: str):
+    """A model's training parts ("fit") or its checkpoint evaluation ("evaluate")."""
+    if kind not in MODELS:
+        raise ValueError(f"model {kind!r}: expected one of {', '.join(MODELS)}")
+    module, name = MODELS[kind][part].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One gradient step on `loss`; its value."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def epoch_loader(dataset, config: TrainConfig) -> Callable[[int], DataLoader]:
+    """epoch -> batches of a reader, reshuffled per epoch."""
+    def batches(epoch: int) -> DataLoader:
+        dataset.set_epoch(epoch)
+        return _loader(dataset, config.batch_size, config.workers)
+
+    return batches
+
+
+def video2roll_fit(config: TrainConfig, device: torch.device, previous: dict | None) -> Fit:
+    """Video2Roll: Adam on BCE-with-logits of each sample's centre frame roll."""
+    model = Video2Roll(config.keys, size=config.size, head=config.head).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    dataset = open_split(config.corpus, config.train_split, config.reader, label_version=config.label_version,
+                         keys=config.keys, size=config.size, shuffle_buffer=config.shuffle_buffer,
+                         balanced=config.balanced, seed=config.seed)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step(batch: dict) -> dict:
+        loss = loss_fn(model(batch["frames"].to(device)), batch["roll"].to(device))
+        return {"loss": descend(optimizer, loss), "samples": len(batch["roll"])}
+
+    def evaluate_now() -> dict:
+        return evaluate(model, config.corpus, config.eval_splits, label_version=config.label_version, keys=config.keys,
+                        threshold=config.threshold, device=device, reader=config.reader, workers=config.workers)
+
+    return Fit(model, {"optimizer": optimizer, "schedule": schedule}, [schedule], epoch_loader(dataset, config),
+               -(-count_windows(config.corpus, config.train_split) // config.batch_size), step, evaluate_now,
+               headline=lambda m: {"audeo_f1": m["audeo"]["f1"], "f1": m["summed"]["f1"]})
+
+
+def _resumable(run: Path, config: TrainConfig) -> dict | None:
+    """The run's last checkpoint, if it has one and it may be continued with `config`."""
     last = run / "last.pt"
     if not last.is_file():
-        return 0, []
+        return None
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-    before = checkpoint["config"]
+    before = {**asdict(TrainConfig(corpus="", out="")), **checkpoint["config"]}  # older runs: the defaults
     now = asdict(config)
-    clashes = [k for k in RESUME_KEYS if json.dumps(before[k]) != json.dumps(now[k])]
+    clashes = [k for k in RESUME_KEYS[config.model] if json.dumps(before[k]) != json.dumps(now[k])]
     if clashes:
         raise ValueError(f"{run}: holds a run with other {', '.join(clashes)} "
                          f"({', '.join(f'{k}={before[k]!r}' for k in clashes)}); use another --out")
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    schedule.load_state_dict(checkpoint["schedule"])
+    return checkpoint
+
+
+def _restore(fit: Fit, checkpoint: dict | None, run: Path) -> tuple[int, list[dict]]:
+    """The epoch to start from and the history so far (0 and [] for a new run)."""
+    if checkpoint is None:
+        return 0, []
+    fit.model.load_state_dict(checkpoint["model"])
+    for name, part in fit.state.items():
+        part.load_state_dict(checkpoint[name])
     log.info("resuming %s after epoch %d", run, checkpoint["epoch"])
     return checkpoint["epoch"], checkpoint["history"]
 
 
+def _summary(line: dict) -> str:
+    figures = "  ".join(f"{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items())
+                        for split, m in line["eval"].items())
+    loss = f"{line['train_loss']:.4f}" if line["train_loss"] is not None else "-"
+    return f"epoch {line['epoch']}: loss {loss}, {line['samples']} samples in {line['seconds']:.0f} s; {figures}"
+
+
 def train(config: TrainConfig, progress: bool = True) -> list[dict]:
-    """Train (or resume) into config.out; returns the history, one dict per epoch."""
+    """Train (or resume) config.model into config.out; returns the history, one dict per epoch."""
+    if config.model not in MODELS:
+        raise ValueError(f"model {config.model!r}: expected one of {', '.join(MODELS)}")
     config.label_version = corpus_label_version(config.corpus, config.label_version)
     config.size = tuple(config.size)
     config.eval_splits = config.eval_splits or default_eval_splits(config.corpus, config.train_split)
     run = Path(config.out)
     run.mkdir(parents=True, exist_ok=True)
+    previous = _resumable(run, config)
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
-    model = Video2Roll(config.keys, size=config.size, head=config.head).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    start, history = _resume(run, config, model, optimizer, schedule)
+    fit = _model_part(config.model, "fit")(config, device, previous)
+    start, history = _restore(fit, previous, run)
     atomic_json(asdict(config), run / "run.json")
-    dataset = open_split(config.corpus, config.train_split, config.reader, label_version=config.label_version,
-                         keys=config.keys, size=config.size, shuffle_buffer=config.shuffle_buffer,
-                         balanced=config.balanced, seed=config.seed)
-    steps = -(-count_windows(config.corpus, config.train_split) // config.batch_size)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    networks = [fit.model, *(part for part in fit.state.values() if isinstance(part, torch.nn.Module))]
     budget_s = config.max_minutes * 60 if config.max_minutes else None
     spent_s = sum(h["seconds"] for h in history)
     for epoch in range(start + 1, config.epochs + 1):
         if budget_s is not None and spent_s >= budget_s:
             break
-        dataset.set_epoch(epoch)
-        model.train()
-        started, losses, samples = time.perf_counter(), [], 0
-        bar = tqdm(_loader(dataset, config.batch_size, config.workers), total=steps, desc=f"epoch {epoch}",
-                   unit="batch", disable=not progress)
+        for net in networks:
+            net.train()
+        started, losses, samples = time.perf_counter(), {"loss": []}, 0
+        bar = tqdm(fit.batches(epoch), total=fit.steps, desc=f"epoch {epoch}", unit="batch", disable=not progress)
         for batch in bar:
-            logits = model(batch["frames"].to(device))
-            loss = loss_fn(logits, batch["roll"].to(device))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            samples += len(batch["roll"])
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            result = fit.step(batch)
+            samples += result.pop("samples")
+            for name, value in result.items():
+                losses.setdefault(name, []).append(value)
+            bar.set_postfix(loss=f"{np.mean(losses['loss'][-20:]):.4f}")
             if budget_s is not None and spent_s + time.perf_counter() - started >= budget_s:
                 break
         seconds = time.perf_counter() - started
         spent_s += seconds
-        lr = schedule.get_last_lr()[0]
-        schedule.step()
-        metrics = evaluate(model, config.corpus, config.eval_splits, label_version=config.label_version,
-                           keys=config.keys, threshold=config.threshold, device=device, reader=config.reader,
-                           workers=config.workers) if config.eval_splits else {"splits": {}}
-        history.append({"epoch": epoch, "lr": lr, "train_loss": float(np.mean(losses)) if losses else None,
-                        "samples": samples, "seconds": round(seconds, 2),
-                        "samples_per_s": round(samples / seconds, 2) if seconds else None,
-                        "eval": {s: {"audeo_f1": m["audeo"]["f1"], "f1": m["summed"]["f1"]}
-                                 for s, m in metrics["splits"].items()}, "metrics": metrics})
-        _save_checkpoint({"model": model.state_dict(), "model_spec": model.spec(), "optimizer": optimizer.state_dict(),
-                          "schedule": schedule.state_dict(), "epoch": epoch, "config": asdict(config),
-                          "label_version": config.label_version, "keys": config.keys,
-                          "threshold": config.threshold, "history": history}, run)
+        lr = fit.schedules[0].get_last_lr()[0]
+        for schedule in fit.schedules:
+            schedule.step()
+        metrics = fit.evaluate() if config.eval_splits else {"splits": {}}
+        means = {("train_loss" if name == "loss" else name): float(np.mean(v)) if v else None
+                 for name, v in losses.items()}
+        history.append({"epoch": epoch, "lr": lr, **means, "samples": samples, "seconds": round(seconds, 2),
+                        "samples_per_s": round(samples / seconds, 2) if seconds else None, **fit.info,
+                        "eval": {s: fit.headline(m) for s, m in metrics["splits"].items()}, "metrics": metrics})
+        _save_checkpoint({"kind": config.model, "model": fit.model.state_dict(), "model_spec": fit.model.spec(),
+                          **{name: part.state_dict() for name, part in fit.state.items()}, "epoch": epoch,
+                          "config": asdict(config), "label_version": config.label_version, "keys": config.keys,
+                          "threshold": config.threshold, "history": history, **fit.saved}, run)
         if progress:
-            line = "  ".join(f"{s}: F1 {m['f1']:.3f} (Audeo per-frame {m['audeo_f1']:.3f})"
-                             for s, m in history[-1]["eval"].items())
-            print(f"epoch {epoch}: loss {history[-1]['train_loss']:.4f}, {samples} samples in {seconds:.0f} s; {line}")
+            print(_summary(history[-1]))
     return history
