@@ -938,12 +938,12 @@ def _locate_at(frames: list[np.ndarray], label: str, work_width: int,
     # partial ones is a fluke (a hand or the light making a 76-key keyboard look whole),
     # unless the white keys' seams stop at both their ends and 3 or more agree, or 2 that
     # each match most black keys (a lid's shadow or four hands spoil the other frames).
-    confirmed = sealed and (len(group) >= 3 or (len(group) == 2 and not weak and
+    confirmed = sealed and (len(group) >= 3 or (len(group) == 2 and
                                                  min(fits[i].matched for i in group) >= MIN_BLACK_STRONG))
     if (not fits and len(partial) >= max(1, 0.2 * len(frames))) or (len(partial) >= 4 * max(1, len(fits))
                                                                      and not confirmed):
-        seen = int(np.median([p.keys_seen for p in partial]))
-        raise KeyboardNotFound("partial_keyboard", f"{label}: a keyboard of about {seen} keys seen in {len(partial)} of "
+        keys_seen = int(np.median([p.keys_seen for p in partial]))
+        raise KeyboardNotFound("partial_keyboard", f"{label}: a keyboard of about {keys_seen} keys seen in {len(partial)} of "
                                                    f"{len(frames)} sampled frames, but never a full 88-key keyboard "
                                                    f"({partial[0].why})")
     if not fits:

@@ -35,9 +35,9 @@ from torch import nn
 from contract.piano import LOWEST_MIDI
 from labeling.events import NoteEvent
 from labeling.metrics import onset_count_scores, onset_scores
-from training.data import corpus_fps, count_windows, key_range, open_split, rows_by_video, timeline
+from training.data import corpus_fps, key_range, open_split, rows_by_video, timeline
 from training.model import FUSED_CHANNELS, key_head, read_keys, unit_frames
-from training.train import Fit, TrainConfig, descend, epoch_loader, predict
+from training.train import Fit, TrainConfig, per_sample_fit, predict, train_reader
 
 log = logging.getLogger(__name__)
 TOLERANCE_S = 0.05  # mir_eval's onset tolerance
@@ -129,31 +129,22 @@ def onset_metrics(model: OnsetNet, corpus: str | Path, splits: list[str], *, lab
 
 
 def fit(config: TrainConfig, device: torch.device, previous: dict | None) -> Fit:
-    """The onset model's training parts: Video2Roll's optimiser and schedule, on the onset
-    roll with the class-balanced BCE."""
+    """The onset model's training parts: Video2Roll's, on the onset roll with the
+    class-balanced BCE."""
     model = OnsetNet(config.keys, size=config.size, head=config.head).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    dataset = open_split(config.corpus, config.train_split, config.reader, label_version=config.label_version,
-                         keys=config.keys, size=config.size, shuffle_buffer=config.shuffle_buffer,
-                         balanced=config.balanced, seed=config.seed, targets=TARGETS)
+    dataset = train_reader(config, targets=TARGETS)
     rate = float(dataset.centre_targets("onset").mean())
     pos_weight = config.pos_weight if config.pos_weight is not None else (1 - rate) / rate if rate else 1.0
     log.info("onsets: %.4f of the train split's (sample, key) cells; pos_weight %.1f", rate, pos_weight)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
 
-    def step(batch: dict) -> dict:
-        loss = loss_fn(model(batch["frames"].to(device)), batch["onset_roll"].to(device))
-        return {"loss": descend(optimizer, loss), "samples": len(batch["onset_roll"])}
-
     def evaluate_now() -> dict:
         return onset_metrics(model, config.corpus, config.eval_splits, label_version=config.label_version,
                              threshold=config.threshold, device=device, reader=config.reader, workers=config.workers)
 
-    return Fit(model, {"optimizer": optimizer, "schedule": schedule}, [schedule], epoch_loader(dataset, config),
-               -(-count_windows(config.corpus, config.train_split) // config.batch_size), step, evaluate_now,
-               headline=lambda m: {k: m["summed"][k] for k in ("precision", "recall", "f1")},
-               info={"positive_rate": rate, "pos_weight": pos_weight})
+    return per_sample_fit(config, device, model, dataset, loss_fn, "onset_roll", evaluate_now,
+                          headline=lambda m: {k: m["summed"][k] for k in ("precision", "recall", "f1")},
+                          info={"positive_rate": rate, "pos_weight": pos_weight})
 
 
 def evaluate_saved(model: OnsetNet, saved: dict, checkpoint: Path, corpus: str | Path, splits: list[str], *,

@@ -243,27 +243,39 @@ def epoch_loader(dataset, config: TrainConfig) -> Callable[[int], DataLoader]:
     return batches
 
 
+def train_reader(config: TrainConfig, **options):
+    """The train split's reader, as `config` asks for it (`options`: more, e.g. targets)."""
+    return open_split(config.corpus, config.train_split, config.reader, label_version=config.label_version,
+                      keys=config.keys, size=config.size, shuffle_buffer=config.shuffle_buffer,
+                      balanced=config.balanced, seed=config.seed, **options)
+
+
+def per_sample_fit(config: TrainConfig, device: torch.device, model: torch.nn.Module, dataset, loss_fn, target: str,
+                   evaluate_now: Callable[[], dict], headline: Callable[[dict], dict], info: dict | None = None) -> Fit:
+    """The training parts of a network scored per sample (Video2Roll, the onset model): Adam
+    with the per-epoch decay, `loss_fn` of its logits against the sample's `target` roll."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+
+    def step(batch: dict) -> dict:
+        loss = loss_fn(model(batch["frames"].to(device)), batch[target].to(device))
+        return {"loss": descend(optimizer, loss), "samples": len(batch[target])}
+
+    return Fit(model, {"optimizer": optimizer, "schedule": schedule}, [schedule], epoch_loader(dataset, config),
+               -(-count_windows(config.corpus, config.train_split) // config.batch_size), step, evaluate_now,
+               headline=headline, info=info or {})
+
+
 def video2roll_fit(config: TrainConfig, device: torch.device, previous: dict | None) -> Fit:
     """Video2Roll: Adam on BCE-with-logits of each sample's centre frame roll."""
     model = Video2Roll(config.keys, size=config.size, head=config.head).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    dataset = open_split(config.corpus, config.train_split, config.reader, label_version=config.label_version,
-                         keys=config.keys, size=config.size, shuffle_buffer=config.shuffle_buffer,
-                         balanced=config.balanced, seed=config.seed)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-
-    def step(batch: dict) -> dict:
-        loss = loss_fn(model(batch["frames"].to(device)), batch["roll"].to(device))
-        return {"loss": descend(optimizer, loss), "samples": len(batch["roll"])}
 
     def evaluate_now() -> dict:
         return evaluate(model, config.corpus, config.eval_splits, label_version=config.label_version, keys=config.keys,
                         threshold=config.threshold, device=device, reader=config.reader, workers=config.workers)
 
-    return Fit(model, {"optimizer": optimizer, "schedule": schedule}, [schedule], epoch_loader(dataset, config),
-               -(-count_windows(config.corpus, config.train_split) // config.batch_size), step, evaluate_now,
-               headline=lambda m: {"audeo_f1": m["audeo"]["f1"], "f1": m["summed"]["f1"]})
+    return per_sample_fit(config, device, model, train_reader(config), torch.nn.BCEWithLogitsLoss(), "roll",
+                          evaluate_now, headline=lambda m: {"audeo_f1": m["audeo"]["f1"], "f1": m["summed"]["f1"]})
 
 
 def _resumable(run: Path, config: TrainConfig) -> dict | None:
